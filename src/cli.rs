@@ -1,0 +1,339 @@
+//! Command-line interface: argument parsing and the subcommands, as thin calls into the library.
+
+use crate::config::{AudioSourceConfig, Config, VideoSourceConfig};
+use crate::error::{Error, Result};
+use crate::model::Manifest;
+use crate::pipeline::{AudioInput, Pipeline, Summary, Topology, VideoInput};
+use crate::{channel::Overflow, sink, source};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// affectd: on-device customer sentiment from face, voice and words.
+#[derive(Debug, Parser)]
+#[command(name = "affectd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay a recorded call as fast as possible and write one JSON line per interval.
+    Analyze(AnalyzeArgs),
+    /// Run the daemon from a config file until SIGINT/SIGTERM (or the end of file sources).
+    Run {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List the model files with size and sha256; `verify` checks them against the manifest.
+    Models {
+        /// `verify`: exit non-zero unless every file matches the manifest.
+        action: Option<ModelsAction>,
+        /// Config whose `models.dir` to use (default: ./models).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Configuration tools.
+    Config {
+        /// What to do with the config.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `affectd models` actions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModelsAction {
+    /// Check every model file against its manifest entry.
+    Verify,
+}
+
+/// `affectd config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a config file and print the effective configuration.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// Arguments of `affectd analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// The recording: any container ffmpeg reads (mp4, mkv, webm, mpg), a .y4m video, or a .wav.
+    pub recording: PathBuf,
+    /// Take the audio from this file instead of the recording's own audio track.
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
+    /// Interval length (`5s`, `2.5s`, `500ms`, `1m`).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<f64>,
+    /// Write the JSON lines here instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Start from this config (defaults otherwise); flags override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Frames per second to analyse.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Device id written into the messages.
+    #[arg(long)]
+    pub device_id: Option<String>,
+    /// Print per-channel figures (depth, latency, drops) at the end.
+    #[arg(long)]
+    pub stats: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `5s`, `2.5s`, `500ms`, `1m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<f64, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (allowed: e.g. 5s, 2.5s, 500ms, 1m)"))?;
+    let secs = v * scale;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{s}` must be a positive duration"));
+    }
+    Ok(secs)
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Analyze(args) => analyze(args),
+        Command::Run { config } => daemon(&config),
+        Command::Models { action, config } => models(action, config.as_deref()),
+        Command::Config { action: ConfigAction::Check { file } } => {
+            let cfg = Config::load(&file)?;
+            println!("# {}: valid. Effective configuration (defaults and environment applied):", file.display());
+            print!("{}", cfg.to_toml());
+            Ok(0)
+        }
+    }
+}
+
+fn cmdline() -> PathBuf {
+    PathBuf::from("<command line>")
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<i32> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => {
+            let mut c = Config::default();
+            c.apply_env(&cmdline())?;
+            c
+        }
+    };
+    if let Some(i) = args.interval {
+        cfg.pipeline.interval_s = i;
+    }
+    if let Some(f) = args.fps {
+        cfg.pipeline.analysis_fps = f;
+    }
+    if let Some(d) = &args.device_id {
+        cfg.device_id = d.clone();
+    }
+    // A replay must not lose frames: the queue blocks instead of dropping.
+    cfg.pipeline.video_overflow = Overflow::Block;
+    cfg.validate(&cmdline())?;
+
+    let info = source::inspect(&args.recording)?;
+    let audio_path = match &args.audio {
+        Some(p) => Some(p.clone()),
+        None if info.has_audio => Some(args.recording.clone()),
+        None => None,
+    };
+    if !info.has_video && audio_path.is_none() {
+        return Err(Error::input(&args.recording, "has neither a video nor an audio stream"));
+    }
+    let video = if info.has_video {
+        Some(VideoInput { source: source::open_video(&args.recording, cfg.pipeline.analysis_fps)?, realtime: false })
+    } else {
+        None
+    };
+    let audio = match &audio_path {
+        Some(p) => Some(AudioInput { source: source::open_audio(p)?, realtime: false }),
+        None => None,
+    };
+    let sinks: Vec<Box<dyn sink::Sink>> = match &args.out {
+        Some(p) => vec![Box::new(sink::jsonl::JsonlSink::file(p, false, false)?)],
+        None => vec![Box::new(sink::jsonl::JsonlSink::stdout())],
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    register_signals(&stop)?;
+    let topo = Topology { config: cfg.pipeline.clone(), device_id: cfg.device_id.clone(), video, audio, sinks, stop };
+    let pipeline = Pipeline::start(topo)?;
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let summary = wait_with_progress(pipeline, show_progress)?;
+    if !args.quiet {
+        print_summary(&summary, args.stats);
+    }
+    Ok(0)
+}
+
+fn wait_with_progress(pipeline: Pipeline, show: bool) -> Result<Summary> {
+    if !show {
+        return pipeline.wait();
+    }
+    let bar = match pipeline.duration() {
+        Some(d) => {
+            let b = indicatif::ProgressBar::new((d * 1000.0) as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        }
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    while !pipeline.is_finished() {
+        let p = pipeline.progress();
+        bar.set_position((p * 1000.0) as u64);
+        bar.set_message(format!("{p:.1} s of media"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+    pipeline.wait()
+}
+
+fn print_summary(s: &Summary, stats: bool) {
+    let speed = if s.wall_seconds > 0.0 { s.media_seconds / s.wall_seconds } else { 0.0 };
+    eprintln!(
+        "affectd: {} intervals, {} frames analysed ({} dropped), {:.1} s audio, {:.1} s media in {:.2} s ({:.1}x real time), session {}",
+        s.intervals, s.frames, s.frames_dropped, s.audio_seconds, s.media_seconds, s.wall_seconds, speed, s.session_id
+    );
+    if s.late_observations > 0 {
+        eprintln!("affectd: warning: {} observations arrived after their interval was published", s.late_observations);
+    }
+    if stats {
+        eprintln!("{:<26} {:>5} {:>8} {:>8} {:>7} {:>10} {:>10}", "channel", "cap", "sent", "recv", "dropped", "lat_mean", "lat_max");
+        for c in &s.channels {
+            eprintln!(
+                "{:<26} {:>5} {:>8} {:>8} {:>7} {:>8.3}ms {:>8.3}ms",
+                c.name, c.capacity, c.sent, c.received, c.dropped, c.latency_mean_ms, c.latency_max_ms
+            );
+        }
+    }
+}
+
+fn register_signals(stop: &Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // A second signal while shutting down exits at once (code 130).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .map_err(|e| Error::stage("signals", format!("cannot install handler: {e}")))?;
+    }
+    Ok(())
+}
+
+fn daemon(config: &Path) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    let video = match &cfg.source.video {
+        VideoSourceConfig::None => None,
+        VideoSourceConfig::File { path, realtime } => {
+            Some(VideoInput { source: source::open_video(path, cfg.pipeline.analysis_fps)?, realtime: *realtime })
+        }
+    };
+    let audio = match &cfg.source.audio {
+        AudioSourceConfig::None => None,
+        AudioSourceConfig::File { path, realtime } => {
+            Some(AudioInput { source: source::open_audio(path)?, realtime: *realtime })
+        }
+    };
+    if video.is_none() && audio.is_none() {
+        return Err(Error::config(config, "key `source`: no source configured (allowed: source.video and/or source.audio with kind = \"file\")"));
+    }
+    let sinks = sink::from_config(&cfg)?;
+    if sinks.is_empty() {
+        return Err(Error::config(config, "key `sink`: every sink is disabled, results would be lost (enable sink.stdout or sink.jsonl)"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    register_signals(&stop)?;
+    log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
+    let topo = Topology { config: cfg.pipeline.clone(), device_id: cfg.device_id.clone(), video, audio, sinks, stop: stop.clone() };
+    let summary = Pipeline::start(topo)?.wait()?;
+    log::info!(
+        "stopped ({}): {} intervals published, {} frames analysed, {} dropped",
+        if stop.load(Ordering::SeqCst) { "signal" } else { "end of input" },
+        summary.intervals,
+        summary.frames,
+        summary.frames_dropped
+    );
+    Ok(0)
+}
+
+fn models(action: Option<ModelsAction>, config: Option<&Path>) -> Result<i32> {
+    let dir = match config {
+        Some(p) => Config::load(p)?.models.dir,
+        None => Config::default().models.dir,
+    };
+    let manifest = Manifest::load(&dir)?;
+    let checks = manifest.verify(&dir);
+    println!("{:<22} {:<40} {:>11}  sha256", "model", "file", "bytes");
+    for v in &checks {
+        println!(
+            "{:<22} {:<40} {:>11}  {}",
+            v.entry.name,
+            v.entry.file,
+            v.actual_bytes.map(|b| b.to_string()).unwrap_or_else(|| "missing".into()),
+            v.actual_sha256.as_deref().unwrap_or("-")
+        );
+    }
+    if checks.is_empty() {
+        println!("(no models in {})", dir.join(crate::model::MANIFEST).display());
+    }
+    if matches!(action, Some(ModelsAction::Verify)) {
+        let bad: Vec<_> = checks.iter().filter(|v| !v.ok()).collect();
+        for v in &bad {
+            eprintln!("error: model {}: {}", v.path.display(), v.problem());
+        }
+        if !bad.is_empty() {
+            return Ok(1);
+        }
+        println!("all {} model files match {}", checks.len(), dir.join(crate::model::MANIFEST).display());
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(5.0));
+        assert_eq!(parse_duration("2.5s"), Ok(2.5));
+        assert_eq!(parse_duration("500ms"), Ok(0.5));
+        assert_eq!(parse_duration("1m"), Ok(60.0));
+        assert_eq!(parse_duration("7"), Ok(7.0));
+        assert!(parse_duration("five").unwrap_err().contains("allowed"));
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

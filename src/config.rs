@@ -1,0 +1,349 @@
+//! Configuration: the TOML schema (serde, unknown keys rejected), defaults, environment
+//! overrides and validation. `configs/default.toml` writes every default down.
+
+use crate::channel::Overflow;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides `device_id`.
+pub const ENV_DEVICE_ID: &str = "AFFECTD_DEVICE_ID";
+
+/// The whole configuration of one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identifies this device in every message and MQTT topic (letters, digits, `-`, `_`).
+    pub device_id: String,
+    /// Timing and queueing of the stage graph.
+    pub pipeline: PipelineConfig,
+    /// Where frames and audio come from.
+    pub source: SourceConfig,
+    /// Where messages go.
+    pub sink: SinkConfig,
+    /// Where model files live.
+    pub models: ModelsConfig,
+    /// What may leave the device.
+    pub privacy: PrivacyConfig,
+}
+
+/// Timing and queueing of the stage graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Length of one reporting interval in media seconds.
+    pub interval_s: f64,
+    /// Frames per second sampled for analysis, independent of the source's frame rate.
+    pub analysis_fps: f64,
+    /// Capacity of the source→vision frame queue, in frames.
+    pub video_queue: usize,
+    /// Capacity of the audio queues, in 100 ms chunks.
+    pub audio_queue: usize,
+    /// What a full frame queue does: `drop_oldest` (live: newest wins) or `block` (replay: lose nothing).
+    pub video_overflow: Overflow,
+    /// Seconds between metrics messages (wall clock).
+    pub metrics_interval_s: f64,
+}
+
+/// Where frames and audio come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// The video source.
+    pub video: VideoSourceConfig,
+    /// The audio source.
+    pub audio: AudioSourceConfig,
+}
+
+/// A video source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VideoSourceConfig {
+    /// No video.
+    None,
+    /// A recording: `.y4m` read natively, anything else decoded by ffmpeg.
+    File {
+        /// The recording.
+        path: PathBuf,
+        /// Pace delivery to the wall clock, as a camera would (for the daemon); `false` = as fast as possible.
+        #[serde(default)]
+        realtime: bool,
+    },
+}
+
+/// An audio source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AudioSourceConfig {
+    /// No audio.
+    None,
+    /// A recording: `.wav` read natively, anything else (including a video's audio track) via ffmpeg.
+    File {
+        /// The recording.
+        path: PathBuf,
+        /// Pace delivery to the wall clock.
+        #[serde(default)]
+        realtime: bool,
+    },
+}
+
+/// Where messages go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Interval messages as JSON lines on standard output.
+    pub stdout: StdoutSinkConfig,
+    /// Interval messages appended as JSON lines to a file.
+    pub jsonl: JsonlSinkConfig,
+}
+
+/// The stdout sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSinkConfig {
+    /// Write interval messages to standard output.
+    pub enabled: bool,
+}
+
+/// The JSON-lines file sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonlSinkConfig {
+    /// Append interval messages to `path`.
+    pub enabled: bool,
+    /// The file (created if missing, appended to otherwise).
+    pub path: PathBuf,
+    /// fsync after every message, so a power cut loses nothing already reported.
+    pub fsync: bool,
+}
+
+/// Where model files live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Folder holding the model files and `manifest.toml` (relative paths are relative to the working directory).
+    pub dir: PathBuf,
+    /// Check every model's sha256 against the manifest when loading it.
+    pub verify: bool,
+}
+
+/// What may leave the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Include (PII-redacted) transcripts in published messages. Off by default.
+    pub publish_transcripts: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            device_id: "affectd".into(),
+            pipeline: PipelineConfig::default(),
+            source: SourceConfig::default(),
+            sink: SinkConfig::default(),
+            models: ModelsConfig::default(),
+            privacy: PrivacyConfig::default(),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            interval_s: 5.0,
+            analysis_fps: 10.0,
+            video_queue: 4,
+            audio_queue: 256,
+            video_overflow: Overflow::DropOldest,
+            metrics_interval_s: 10.0,
+        }
+    }
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig { video: VideoSourceConfig::None, audio: AudioSourceConfig::None }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig { stdout: StdoutSinkConfig { enabled: true }, jsonl: JsonlSinkConfig::default() }
+    }
+}
+
+impl Default for StdoutSinkConfig {
+    fn default() -> Self {
+        StdoutSinkConfig { enabled: true }
+    }
+}
+
+impl Default for JsonlSinkConfig {
+    fn default() -> Self {
+        JsonlSinkConfig { enabled: false, path: PathBuf::from("affectd-intervals.jsonl"), fsync: true }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { dir: PathBuf::from("models"), verify: true }
+    }
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig { publish_transcripts: false }
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies environment overrides to, and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path, format!("cannot read config file: {e}")))?;
+        let mut cfg = Config::parse(&text, path)?;
+        cfg.apply_env(path)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::config(origin, describe_toml_error(&e)))
+    }
+
+    /// Applies environment overrides (`AFFECTD_DEVICE_ID`).
+    pub fn apply_env(&mut self, origin: &Path) -> Result<()> {
+        if let Ok(id) = std::env::var(ENV_DEVICE_ID) {
+            if id.is_empty() {
+                return Err(Error::config(origin, format!("{ENV_DEVICE_ID} is set but empty")));
+            }
+            self.device_id = id;
+        }
+        Ok(())
+    }
+
+    /// Checks every value against what is allowed; the error names the key.
+    pub fn validate(&self, origin: &Path) -> Result<()> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(Error::config(origin, format!("key `{key}` = {value}: {allowed}")))
+        };
+        if self.device_id.is_empty()
+            || self.device_id.len() > 64
+            || !self.device_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "device_id",
+                &format!("{:?}", self.device_id),
+                "allowed: 1-64 characters from A-Z a-z 0-9 - _ (it becomes part of MQTT topics)",
+            );
+        }
+        let p = &self.pipeline;
+        if !(p.interval_s.is_finite() && p.interval_s >= 0.1 && p.interval_s <= 3600.0) {
+            return bad("pipeline.interval_s", &p.interval_s, "allowed: 0.1 to 3600 seconds");
+        }
+        if !(p.analysis_fps.is_finite() && p.analysis_fps > 0.0 && p.analysis_fps <= 120.0) {
+            return bad("pipeline.analysis_fps", &p.analysis_fps, "allowed: greater than 0, at most 120");
+        }
+        if !(1..=1000).contains(&p.video_queue) {
+            return bad("pipeline.video_queue", &p.video_queue, "allowed: 1 to 1000 frames");
+        }
+        if !(1..=100_000).contains(&p.audio_queue) {
+            return bad("pipeline.audio_queue", &p.audio_queue, "allowed: 1 to 100000 chunks");
+        }
+        if !(p.metrics_interval_s.is_finite() && p.metrics_interval_s >= 0.5) {
+            return bad("pipeline.metrics_interval_s", &p.metrics_interval_s, "allowed: at least 0.5 seconds");
+        }
+        if let VideoSourceConfig::File { path, .. } = &self.source.video {
+            if path.as_os_str().is_empty() {
+                return bad("source.video.path", &"\"\"", "allowed: the path of a recording");
+            }
+        }
+        if let AudioSourceConfig::File { path, .. } = &self.source.audio {
+            if path.as_os_str().is_empty() {
+                return bad("source.audio.path", &"\"\"", "allowed: the path of a recording");
+            }
+        }
+        if self.sink.jsonl.enabled && self.sink.jsonl.path.as_os_str().is_empty() {
+            return bad("sink.jsonl.path", &"\"\"", "allowed: a file path when sink.jsonl.enabled = true");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (what `affectd config check` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    // toml's message already names the key and what is allowed (`unknown field `x`, expected one of
+    // ...`, `unknown variant ...`, `invalid type ...`); add the line for people without the snippet.
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(_) => format!("{msg}\n{}", e.to_string().trim_end()),
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        let c = Config::parse(s, Path::new("test.toml"))?;
+        c.validate(Path::new("test.toml"))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_allowed_keys() {
+        let e = parse("[pipeline]\ninterval = 5\n").unwrap_err().to_string();
+        assert!(e.starts_with("test.toml: "), "{e}");
+        assert!(e.contains("interval"), "{e}");
+        assert!(e.contains("interval_s") && e.contains("analysis_fps"), "should list allowed keys: {e}");
+    }
+
+    #[test]
+    fn unknown_source_kind_lists_allowed_kinds() {
+        let e = parse("[source.video]\nkind = \"camera\"\n").unwrap_err().to_string();
+        assert!(e.contains("camera") && e.contains("none") && e.contains("file"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        let e = parse("[pipeline]\ninterval_s = 0.0\n").unwrap_err().to_string();
+        assert!(e.contains("pipeline.interval_s") && e.contains("0.1 to 3600"), "{e}");
+        let e = parse("device_id = \"kiosk/7\"\n").unwrap_err().to_string();
+        assert!(e.contains("device_id") && e.contains("kiosk/7"), "{e}");
+        let e = parse("[pipeline]\nvideo_overflow = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("block") && e.contains("drop_oldest"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let e = parse("[pipeline]\nanalysis_fps = \"ten\"\n").unwrap_err().to_string();
+        assert!(e.contains("analysis_fps") || e.contains("line 2"), "{e}");
+        assert!(e.contains("float") || e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let mut c = Config::default();
+        c.source.video = VideoSourceConfig::File { path: "a.mp4".into(), realtime: true };
+        let back = parse(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = Config::load(Path::new("/nonexistent/affectd.toml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/affectd.toml") && e.contains("cannot read"), "{e}");
+    }
+}

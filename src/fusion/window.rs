@@ -1,0 +1,310 @@
+//! The interval window: assigns observations to fixed media-time intervals and publishes an
+//! interval once every producer's watermark has passed its end (or on shutdown, with what is
+//! complete). Pure logic, no threads: the pipeline feeds it.
+
+use crate::message::{
+    rfc3339, AudioInput, Envelope, Event, Inputs, IntervalReport, IntervalSpan, Modalities, Observation,
+    VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
+};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// Which kind of data a producer contributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerKind {
+    /// Per-frame observations (vision branch).
+    Video,
+    /// Per-block audio observations (audio branch).
+    Audio,
+}
+
+/// Identity of the session the reports belong to.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Device id written into every report.
+    pub device_id: String,
+    /// Session id written into every report.
+    pub session_id: String,
+    /// Wall-clock time that corresponds to media time 0.
+    pub wall_start: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+struct Producer {
+    kind: ProducerKind,
+    watermark: f64,
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    frames: u64,
+    dropped: u64,
+    luma_sum: f64,
+    audio_samples: u64,
+    sum_sq: f64,
+    peak: f32,
+}
+
+/// Aggregates observations into [`IntervalReport`]s.
+#[derive(Debug)]
+pub struct IntervalWindow {
+    interval: f64,
+    frame_period: f64,
+    producers: Vec<Producer>,
+    pending: BTreeMap<u64, Acc>,
+    next_index: u64,
+    media_end: f64,
+    seq: u64,
+    late: u64,
+    session: SessionInfo,
+}
+
+fn dbfs(x: f64) -> f64 {
+    if x <= 1e-6 {
+        -120.0
+    } else {
+        (20.0 * x.log10()).max(-120.0)
+    }
+}
+
+impl IntervalWindow {
+    /// A window of `interval` seconds; `producers[i]` is the kind of producer `i`;
+    /// `analysis_fps` sets how long one analysed frame lasts.
+    pub fn new(interval: f64, analysis_fps: f64, producers: &[ProducerKind], session: SessionInfo) -> Self {
+        IntervalWindow {
+            interval,
+            frame_period: 1.0 / analysis_fps,
+            producers: producers.iter().map(|&kind| Producer { kind, watermark: 0.0, ended: false }).collect(),
+            pending: BTreeMap::new(),
+            next_index: 0,
+            media_end: 0.0,
+            seq: 0,
+            late: 0,
+            session,
+        }
+    }
+
+    /// Observations that arrived for an interval already published (should stay 0; reported in metrics).
+    pub fn late_observations(&self) -> u64 {
+        self.late
+    }
+
+    /// Media time up to which every producer has reported.
+    pub fn watermark(&self) -> f64 {
+        self.producers.iter().filter(|p| !p.ended).map(|p| p.watermark).fold(f64::INFINITY, f64::min)
+    }
+
+    /// True once every producer has ended.
+    pub fn all_ended(&self) -> bool {
+        self.producers.iter().all(|p| p.ended)
+    }
+
+    fn index_of(&self, t: f64) -> u64 {
+        (t / self.interval + 1e-9).floor().max(0.0) as u64
+    }
+
+    /// Feeds one event; returns the intervals it completed, in order.
+    pub fn push(&mut self, env: Envelope) -> Vec<IntervalReport> {
+        let Some(p) = self.producers.get_mut(env.producer) else {
+            log::error!("interval window: event from unknown producer {}", env.producer);
+            return Vec::new();
+        };
+        match env.event {
+            Event::Progress(t) => p.watermark = p.watermark.max(t),
+            Event::End => p.ended = true,
+            Event::Obs(obs) => {
+                let t = obs.time();
+                let k = self.index_of(t);
+                if k < self.next_index {
+                    self.late += 1;
+                    log::warn!("observation at {t:.3}s arrived after its interval was published");
+                    return Vec::new();
+                }
+                let acc = self.pending.entry(k).or_default();
+                match obs {
+                    Observation::Frame(f) => {
+                        acc.frames += 1;
+                        acc.dropped += f.dropped_before;
+                        acc.luma_sum += f.luma_mean as f64;
+                        self.media_end = self.media_end.max(f.t + self.frame_period);
+                    }
+                    Observation::Audio(a) => {
+                        acc.audio_samples += a.samples as u64;
+                        acc.sum_sq += a.sum_sq;
+                        acc.peak = acc.peak.max(a.peak);
+                        self.media_end = self.media_end.max(a.t + a.samples as f64 / AUDIO_RATE as f64);
+                    }
+                }
+            }
+        }
+        if self.all_ended() {
+            return self.finish();
+        }
+        let wm = self.watermark();
+        let mut out = Vec::new();
+        while (self.next_index + 1) as f64 * self.interval <= wm + 1e-9 {
+            out.push(self.emit(self.next_index, None));
+        }
+        out
+    }
+
+    /// Publishes everything still open, ending with a partial interval at the end of the media.
+    /// Called when every producer has ended, or when the pipeline shuts down.
+    pub fn finish(&mut self) -> Vec<IntervalReport> {
+        let mut out = Vec::new();
+        while (self.next_index as f64) * self.interval < self.media_end - 1e-9 {
+            let end = (self.next_index + 1) as f64 * self.interval;
+            let partial = (end > self.media_end + 1e-9).then_some(self.media_end);
+            out.push(self.emit(self.next_index, partial));
+        }
+        out
+    }
+
+    fn emit(&mut self, k: u64, partial_end: Option<f64>) -> IntervalReport {
+        let acc = self.pending.remove(&k).unwrap_or_default();
+        self.next_index = k + 1;
+        let start_s = k as f64 * self.interval;
+        let end_s = partial_end.unwrap_or((k + 1) as f64 * self.interval);
+        let has = |kind| self.producers.iter().any(|p| p.kind == kind);
+        let video = has(ProducerKind::Video).then(|| VideoInput {
+            frames: acc.frames,
+            dropped: acc.dropped,
+            luma_mean: (acc.frames > 0).then(|| acc.luma_sum / acc.frames as f64),
+        });
+        let audio = has(ProducerKind::Audio).then(|| {
+            let n = acc.audio_samples;
+            AudioInput {
+                seconds: n as f64 / AUDIO_RATE as f64,
+                rms_dbfs: (n > 0).then(|| dbfs((acc.sum_sq / n as f64).sqrt())),
+                peak_dbfs: (n > 0).then(|| dbfs(acc.peak as f64)),
+            }
+        });
+        let wall = |s: f64| rfc3339(self.session.wall_start + Duration::from_secs_f64(s.max(0.0)));
+        let report = IntervalReport {
+            schema: INTERVAL_SCHEMA.into(),
+            device_id: self.session.device_id.clone(),
+            session_id: self.session.session_id.clone(),
+            seq: self.seq,
+            interval: IntervalSpan {
+                start_s,
+                end_s,
+                wall_start: wall(start_s),
+                wall_end: wall(end_s),
+                partial: partial_end.is_some(),
+            },
+            sentiment: None,
+            incongruence: None,
+            modalities: Modalities::default(),
+            inputs: Inputs { video, audio },
+            models: BTreeMap::new(),
+        };
+        self.seq += 1;
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{AudioObs, FrameObs};
+
+    fn session() -> SessionInfo {
+        SessionInfo { device_id: "d".into(), session_id: "s".into(), wall_start: SystemTime::UNIX_EPOCH }
+    }
+
+    fn frame(t: f64) -> Envelope {
+        Envelope {
+            producer: 0,
+            event: Event::Obs(Observation::Frame(FrameObs { seq: 0, t, dropped_before: 0, luma_mean: 0.5 })),
+        }
+    }
+
+    fn progress(p: usize, t: f64) -> Envelope {
+        Envelope { producer: p, event: Event::Progress(t) }
+    }
+
+    fn audio(t: f64, n: usize, amp: f32) -> Envelope {
+        Envelope {
+            producer: 1,
+            event: Event::Obs(Observation::Audio(AudioObs {
+                t,
+                samples: n,
+                sum_sq: (amp as f64).powi(2) * n as f64,
+                peak: amp,
+            })),
+        }
+    }
+
+    #[test]
+    fn interval_waits_for_the_slowest_producer() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video, ProducerKind::Audio], session());
+        for i in 0..25 {
+            assert!(w.push(frame(i as f64 / 10.0)).is_empty() || i >= 10);
+            w.push(progress(0, i as f64 / 10.0));
+        }
+        // Video is at 2.4 s but audio has said nothing: nothing can be published yet.
+        assert!(w.push(progress(0, 2.4)).is_empty());
+        let out = w.push(progress(1, 1.0));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].interval.start_s, out[0].interval.end_s, out[0].seq), (0.0, 1.0, 0));
+        assert_eq!(out[0].inputs.video.as_ref().unwrap().frames, 10);
+        assert_eq!(out[0].inputs.audio.as_ref().unwrap().seconds, 0.0);
+        assert_eq!(out[0].inputs.audio.as_ref().unwrap().rms_dbfs, None);
+    }
+
+    #[test]
+    fn end_of_stream_flushes_a_partial_last_interval() {
+        let mut w = IntervalWindow::new(2.0, 10.0, &[ProducerKind::Video], session());
+        let mut out = vec![];
+        for i in 0..33 {
+            out.extend(w.push(frame(i as f64 / 10.0)));
+            out.extend(w.push(progress(0, i as f64 / 10.0)));
+        }
+        out.extend(w.push(Envelope { producer: 0, event: Event::End }));
+        let spans: Vec<(f64, f64, bool)> =
+            out.iter().map(|r| (r.interval.start_s, r.interval.end_s, r.interval.partial)).collect();
+        assert_eq!(spans, vec![(0.0, 2.0, false), (2.0, 3.3000000000000003, true)]);
+        assert_eq!(out.iter().map(|r| r.inputs.video.as_ref().unwrap().frames).collect::<Vec<_>>(), vec![20, 13]);
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(out[1].interval.wall_end, "1970-01-01T00:00:03.300Z");
+    }
+
+    #[test]
+    fn empty_intervals_are_still_published() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video, ProducerKind::Audio], session());
+        w.push(frame(0.0));
+        w.push(progress(0, 5.0));
+        let out = w.push(progress(1, 5.0));
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[3].inputs.video.as_ref().unwrap().frames, 0);
+        assert_eq!(out[3].inputs.video.as_ref().unwrap().luma_mean, None);
+    }
+
+    #[test]
+    fn audio_levels_are_measured() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video, ProducerKind::Audio], session());
+        w.push(audio(0.0, 16000, 0.5));
+        w.push(Envelope { producer: 0, event: Event::End });
+        let out = w.push(Envelope { producer: 1, event: Event::End });
+        let a = out[0].inputs.audio.as_ref().unwrap();
+        assert_eq!(a.seconds, 1.0);
+        assert!((a.rms_dbfs.unwrap() - (-6.0206)).abs() < 1e-3);
+        assert!((a.peak_dbfs.unwrap() - (-6.0206)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn late_observations_are_counted_not_misfiled() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video], session());
+        w.push(frame(0.0));
+        assert_eq!(w.push(progress(0, 1.5)).len(), 1);
+        w.push(frame(0.5));
+        assert_eq!(w.late_observations(), 1);
+    }
+
+    #[test]
+    fn nothing_in_nothing_out() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video], session());
+        assert!(w.push(Envelope { producer: 0, event: Event::End }).is_empty());
+    }
+}

@@ -1,0 +1,21 @@
+//! affectd: watches a customer's face, listens to what they say and how, and publishes per
+//! interval how that customer feels — entirely on the device.
+//!
+//! Start at [`pipeline`]: it builds the stage graph from [`config`] and wires [`source`]s,
+//! the [`vision`] and [`audio`] branches, the [`fusion`] window and the [`sink`]s with measured
+//! [`channel`]s carrying the [`message`] types.
+
+pub mod audio;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fusion;
+pub mod message;
+pub mod model;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod vision;
+
+pub use error::{Error, Result};

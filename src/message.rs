@@ -1,0 +1,280 @@
+//! Typed messages that flow between stages, and the JSON messages that leave the device.
+//!
+//! Every in-pipeline message carries **media time** (seconds from session start on the source's clock)
+//! and a per-stream sequence number, so a replayed recording gives the same reports however fast the
+//! machine is. The outgoing messages ([`IntervalReport`], [`StatusMessage`], [`MetricsReport`]) are
+//! serialised as JSON; their schema is `docs/message-schema.json`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Sample rate of every [`AudioChunk`] in the pipeline (mono).
+pub const AUDIO_RATE: u32 = 16_000;
+
+/// Schema identifier written into every interval message.
+pub const INTERVAL_SCHEMA: &str = "affectd.interval/1";
+/// Schema identifier written into every status message.
+pub const STATUS_SCHEMA: &str = "affectd.status/1";
+/// Schema identifier written into every metrics message.
+pub const METRICS_SCHEMA: &str = "affectd.metrics/1";
+
+/// One decoded video frame, RGB24, row-major, no padding.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Sequence number assigned by the source (gaps mean frames were dropped on the way).
+    pub seq: u64,
+    /// Media time of the frame, seconds from session start.
+    pub t: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes, R G B.
+    pub rgb: Vec<u8>,
+}
+
+/// A run of 16 kHz mono audio samples in [-1, 1].
+#[derive(Debug, Clone)]
+pub struct AudioChunk {
+    /// Sequence number assigned by the source.
+    pub seq: u64,
+    /// Media time of the first sample, seconds from session start.
+    pub t: f64,
+    /// Samples at [`AUDIO_RATE`].
+    pub samples: Vec<f32>,
+}
+
+impl AudioChunk {
+    /// Duration of the chunk in seconds.
+    pub fn duration(&self) -> f64 {
+        self.samples.len() as f64 / AUDIO_RATE as f64
+    }
+}
+
+/// What the video branch reports for one analysed frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameObs {
+    /// The frame's sequence number.
+    pub seq: u64,
+    /// Media time of the frame.
+    pub t: f64,
+    /// Frames lost between the previous analysed frame and this one (dropped under load).
+    pub dropped_before: u64,
+    /// Mean luma (BT.601) in [0, 1]: a cheap exposure check.
+    pub luma_mean: f32,
+}
+
+/// What the audio branch reports for one block of audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioObs {
+    /// Media time of the block's first sample.
+    pub t: f64,
+    /// Number of samples in the block.
+    pub samples: usize,
+    /// Sum of squared samples (for RMS over any span).
+    pub sum_sq: f64,
+    /// Largest absolute sample.
+    pub peak: f32,
+}
+
+impl AudioObs {
+    /// Media time of the middle of the block (used to assign it to an interval).
+    pub fn midpoint(&self) -> f64 {
+        self.t + self.samples as f64 / AUDIO_RATE as f64 / 2.0
+    }
+}
+
+/// An observation a stage contributes to interval aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A frame was analysed.
+    Frame(FrameObs),
+    /// A block of audio was measured.
+    Audio(AudioObs),
+}
+
+impl Observation {
+    /// The media time that decides which interval the observation belongs to.
+    pub fn time(&self) -> f64 {
+        match self {
+            Observation::Frame(f) => f.t,
+            Observation::Audio(a) => a.midpoint(),
+        }
+    }
+}
+
+/// What a producer sends to the interval window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An observation.
+    Obs(Observation),
+    /// A watermark: the producer will send no observation with a time before this media time.
+    Progress(f64),
+    /// The producer has finished; nothing more will come.
+    End,
+}
+
+/// An [`Event`] tagged with the index of the producer that sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Index of the producer (assigned by the pipeline builder).
+    pub producer: usize,
+    /// The event.
+    pub event: Event,
+}
+
+/// The per-interval message (schema `affectd.interval/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    /// Always [`INTERVAL_SCHEMA`].
+    pub schema: String,
+    /// The device's configured id.
+    pub device_id: String,
+    /// A UUID per run of the agent.
+    pub session_id: String,
+    /// Per-session interval number, from 0, without gaps.
+    pub seq: u64,
+    /// The interval's span.
+    pub interval: IntervalSpan,
+    /// Fused customer sentiment; null until the fusion stage exists.
+    pub sentiment: Option<Sentiment>,
+    /// Unexpressed-dissatisfaction estimate; null until the fusion stage exists.
+    pub incongruence: Option<Incongruence>,
+    /// Per-modality summaries; each is null while its stage does not exist.
+    pub modalities: Modalities,
+    /// What flowed in from the sources during the interval (always present).
+    pub inputs: Inputs,
+    /// Model name → version/sha of every model that contributed.
+    pub models: BTreeMap<String, String>,
+}
+
+/// Start and end of an interval in media time and on the wall clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSpan {
+    /// Media time of the start, seconds.
+    pub start_s: f64,
+    /// Media time of the end, seconds (exclusive).
+    pub end_s: f64,
+    /// Wall-clock time of the start: session start + `start_s`, RFC 3339 UTC.
+    pub wall_start: String,
+    /// Wall-clock time of the end: session start + `end_s`, RFC 3339 UTC.
+    pub wall_end: String,
+    /// True for the last interval of a session when the media ended before a full interval.
+    pub partial: bool,
+}
+
+/// A sentiment estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sentiment {
+    /// `negative`, `neutral` or `positive`.
+    pub label: String,
+    /// Valence in [-1, 1].
+    pub score: f64,
+    /// Class probabilities, summing to 1.
+    pub probs: BTreeMap<String, f64>,
+    /// Calibrated confidence in [0, 1].
+    pub confidence: f64,
+}
+
+/// The unexpressed-dissatisfaction estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incongruence {
+    /// Probability that words and face/voice disagree with the face/voice negative.
+    pub probability: f64,
+    /// True when the probability is above the configured threshold.
+    pub flag: bool,
+}
+
+/// Per-modality summaries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Modalities {
+    /// Face summary (vision stages).
+    pub face: Option<serde_json::Value>,
+    /// Voice prosody summary.
+    pub voice: Option<serde_json::Value>,
+    /// Text sentiment summary.
+    pub text: Option<serde_json::Value>,
+}
+
+/// What the sources delivered during an interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// Video input, null when the session has no video source.
+    pub video: Option<VideoInput>,
+    /// Audio input, null when the session has no audio source.
+    pub audio: Option<AudioInput>,
+}
+
+/// Video frames seen in an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInput {
+    /// Frames analysed.
+    pub frames: u64,
+    /// Frames dropped under load before analysis.
+    pub dropped: u64,
+    /// Mean luma of the analysed frames in [0, 1]; null when none was analysed.
+    pub luma_mean: Option<f64>,
+}
+
+/// Audio seen in an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInput {
+    /// Seconds of audio received.
+    pub seconds: f64,
+    /// RMS level in dBFS (floored at -120); null when no audio arrived.
+    pub rms_dbfs: Option<f64>,
+    /// Peak level in dBFS (floored at -120); null when no audio arrived.
+    pub peak_dbfs: Option<f64>,
+}
+
+/// Agent health (schema `affectd.status/1`), published retained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    /// Always [`STATUS_SCHEMA`].
+    pub schema: String,
+    /// The device's configured id.
+    pub device_id: String,
+    /// The session's id.
+    pub session_id: String,
+    /// `online`, `degraded` or `offline`.
+    pub state: String,
+    /// Why, in words (empty when online and healthy).
+    pub reason: String,
+    /// Wall clock, RFC 3339 UTC.
+    pub wall: String,
+}
+
+/// Periodic pipeline figures (schema `affectd.metrics/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    /// Always [`METRICS_SCHEMA`].
+    pub schema: String,
+    /// The device's configured id.
+    pub device_id: String,
+    /// The session's id.
+    pub session_id: String,
+    /// Wall clock, RFC 3339 UTC.
+    pub wall: String,
+    /// Seconds since the session started.
+    pub uptime_s: f64,
+    /// Per-channel figures.
+    pub channels: Vec<crate::channel::ChannelSnapshot>,
+    /// Resident memory of the process in MiB, when the OS tells.
+    pub rss_mib: Option<f64>,
+}
+
+/// Everything a sink may be asked to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A completed interval.
+    Interval(IntervalReport),
+    /// A health change.
+    Status(StatusMessage),
+    /// Periodic metrics.
+    Metrics(MetricsReport),
+}
+
+/// Formats `secs` since the Unix epoch as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

@@ -1,0 +1,193 @@
+//! Model files: the manifest (`models/manifest.toml`) and sha256 verification. Every model the
+//! binary loads has a manifest entry saying where it came from, its licence and its accuracy.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The file name of the manifest inside the models folder.
+pub const MANIFEST: &str = "manifest.toml";
+
+/// One model file's provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Role of the model (`face_detection`, `expression`, `asr`, `text_encoder`, ...).
+    pub name: String,
+    /// File name inside the models folder.
+    pub file: String,
+    /// Expected sha256 of the file, hex.
+    pub sha256: String,
+    /// Expected size in bytes.
+    pub bytes: u64,
+    /// Source package and version, and the path inside it.
+    pub source: String,
+    /// Licence of the weights.
+    pub licence: String,
+    /// How the file was produced (script and tool versions).
+    pub conversion: String,
+    /// Measured accuracy, in words.
+    #[serde(default)]
+    pub accuracy: String,
+    /// Every other key (inputs, outputs, labels, temperature, ...).
+    #[serde(flatten)]
+    pub extra: toml::Table,
+}
+
+/// The parsed manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Every model entry.
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// Result of checking one file against its entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verification {
+    /// The entry checked.
+    pub entry: ModelEntry,
+    /// Full path of the file.
+    pub path: PathBuf,
+    /// Size on disk, if the file exists.
+    pub actual_bytes: Option<u64>,
+    /// sha256 on disk, if the file exists.
+    pub actual_sha256: Option<String>,
+}
+
+impl Verification {
+    /// True when the file exists with the expected size and hash.
+    pub fn ok(&self) -> bool {
+        self.actual_bytes == Some(self.entry.bytes)
+            && self.actual_sha256.as_deref() == Some(self.entry.sha256.as_str())
+    }
+
+    /// What is wrong, in words (empty when ok).
+    pub fn problem(&self) -> String {
+        match (&self.actual_bytes, &self.actual_sha256) {
+            (None, _) | (_, None) => "file is missing".into(),
+            (Some(b), _) if *b != self.entry.bytes => {
+                format!("size {b} bytes, manifest says {} (truncated or replaced?)", self.entry.bytes)
+            }
+            (_, Some(h)) if *h != self.entry.sha256 => {
+                format!("sha256 {h}, manifest says {} (corrupt or replaced)", self.entry.sha256)
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.toml`.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Model { path: path.clone(), message: format!("cannot read manifest: {e}") })?;
+        toml::from_str(&text).map_err(|e| Error::Model { path, message: format!("invalid manifest: {}", e.message()) })
+    }
+
+    /// The entry for model `name`.
+    pub fn get(&self, name: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Hashes every file and compares it with its entry.
+    pub fn verify(&self, dir: &Path) -> Vec<Verification> {
+        self.models
+            .iter()
+            .map(|entry| {
+                let path = dir.join(&entry.file);
+                let (actual_bytes, actual_sha256) = match sha256_file(&path) {
+                    Ok((b, h)) => (Some(b), Some(h)),
+                    Err(_) => (None, None),
+                };
+                Verification { entry: entry.clone(), path, actual_bytes, actual_sha256 }
+            })
+            .collect()
+    }
+}
+
+/// Size and hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((total, hex))
+}
+
+/// Locates model `name` in `dir`, checking it against the manifest when `verify` is set.
+/// The error says which file is missing or corrupt and how to regenerate it.
+pub fn locate(dir: &Path, name: &str, verify: bool) -> Result<(PathBuf, ModelEntry)> {
+    let manifest = Manifest::load(dir)?;
+    let entry = manifest.get(name).cloned().ok_or_else(|| Error::Model {
+        path: dir.join(MANIFEST),
+        message: format!(
+            "no entry named `{name}` (entries: {})",
+            manifest.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    let path = dir.join(&entry.file);
+    if !path.is_file() {
+        return Err(Error::Model {
+            path,
+            message: format!("file is missing; regenerate it with {}", entry.conversion),
+        });
+    }
+    if verify {
+        let v = Manifest { models: vec![entry.clone()] }.verify(dir).remove(0);
+        if !v.ok() {
+            return Err(Error::Model { path, message: v.problem() });
+        }
+    }
+    Ok((path, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_manifest(dir: &Path, bytes: u64, sha: &str) {
+        let text = format!(
+            "[[model]]\nname = \"toy\"\nfile = \"toy.bin\"\nsha256 = \"{sha}\"\nbytes = {bytes}\nsource = \"test\"\nlicence = \"MIT\"\nconversion = \"tools/none\"\nlabels = [\"a\", \"b\"]\n"
+        );
+        std::fs::write(dir.join(MANIFEST), text).unwrap();
+    }
+
+    #[test]
+    fn sha256_of_known_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        let (n, h) = sha256_file(&p).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn verify_detects_missing_and_corrupt_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_manifest(dir.path(), 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
+        assert!(e.contains("toy.bin") && e.contains("missing"), "{e}");
+        std::fs::write(dir.path().join("toy.bin"), b"abd").unwrap();
+        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+        std::fs::write(dir.path().join("toy.bin"), b"abc").unwrap();
+        let (p, entry) = locate(dir.path(), "toy", true).unwrap();
+        assert!(p.ends_with("toy.bin"));
+        assert_eq!(entry.extra["labels"].as_array().unwrap().len(), 2);
+        let e = locate(dir.path(), "other", true).unwrap_err().to_string();
+        assert!(e.contains("no entry named `other`") && e.contains("toy"), "{e}");
+    }
+}

@@ -1,0 +1,454 @@
+//! The stage graph — read this first.
+//!
+//! ```text
+//!  video source ─Frame─► vision ─┐                                  (one thread per box,
+//!   (y4m/ffmpeg)                 ├─Envelope─► interval window ─Output─► sinks   bounded measured
+//!  audio source ─AudioChunk─► audio ─┘      (fusion/window.rs)       (jsonl, stdout, mqtt) channels)
+//!   (wav/ffmpeg)
+//! ```
+//!
+//! * Sources stamp media time and sequence numbers; the frame queue may drop the oldest frame
+//!   under load (`pipeline.video_overflow`), every other queue blocks, so audio, observations and
+//!   reports are never dropped.
+//! * Each branch ends its stream with [`Event::End`]; the window publishes an interval once every
+//!   branch's watermark has passed its end, and the rest when all have ended.
+//! * Shutdown: setting the stop flag (SIGINT/SIGTERM) makes the sources end their streams; every
+//!   stage drains its input and closes its output, the sinks flush, and [`Pipeline::wait`] returns.
+
+use crate::audio::LevelStage;
+use crate::channel::{self, ChannelSnapshot, ChannelStats, MeteredReceiver, MeteredSender, Overflow};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::fusion::window::{IntervalWindow, ProducerKind, SessionInfo};
+use crate::message::{
+    rfc3339, AudioChunk, Envelope, Event, Frame, MetricsReport, Observation, Output, StatusMessage,
+    AUDIO_RATE, METRICS_SCHEMA, STATUS_SCHEMA,
+};
+use crate::sink::Sink;
+use crate::source::{AudioSource, FrameSampler, VideoSource};
+use crate::vision::VisionStage;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Audio is cut into chunks of this many samples (100 ms) before the audio stage.
+pub const AUDIO_CHUNK: usize = (AUDIO_RATE / 10) as usize;
+
+/// A video source and how to pace it.
+pub struct VideoInput {
+    /// The source.
+    pub source: Box<dyn VideoSource>,
+    /// Deliver frames at wall-clock speed (live-like) instead of as fast as possible.
+    pub realtime: bool,
+}
+
+/// An audio source and how to pace it.
+pub struct AudioInput {
+    /// The source.
+    pub source: Box<dyn AudioSource>,
+    /// Deliver audio at wall-clock speed instead of as fast as possible.
+    pub realtime: bool,
+}
+
+/// Everything the graph is built from.
+pub struct Topology {
+    /// Queue sizes, interval length, frame rate.
+    pub config: PipelineConfig,
+    /// Device id for the messages.
+    pub device_id: String,
+    /// Video branch, if any.
+    pub video: Option<VideoInput>,
+    /// Audio branch, if any.
+    pub audio: Option<AudioInput>,
+    /// Where messages go.
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Set to end the session gracefully (signal handler, caller).
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    intervals: AtomicU64,
+    frames: AtomicU64,
+    audio_samples: AtomicU64,
+    late: AtomicU64,
+    progress_bits: AtomicU64,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    threads: Vec<(String, JoinHandle<Result<()>>)>,
+    channels: Vec<Arc<ChannelStats>>,
+    counters: Arc<Counters>,
+    started: Instant,
+    duration: Option<f64>,
+    session_id: String,
+}
+
+/// What a finished session did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The session's id.
+    pub session_id: String,
+    /// Interval messages published.
+    pub intervals: u64,
+    /// Frames analysed.
+    pub frames: u64,
+    /// Frames dropped under load.
+    pub frames_dropped: u64,
+    /// Seconds of audio analysed.
+    pub audio_seconds: f64,
+    /// Media time covered.
+    pub media_seconds: f64,
+    /// Wall-clock seconds the session took.
+    pub wall_seconds: f64,
+    /// Observations that arrived after their interval was published (should be 0).
+    pub late_observations: u64,
+    /// Final channel figures.
+    pub channels: Vec<ChannelSnapshot>,
+}
+
+fn spawn<F>(name: &str, abort: Arc<AtomicBool>, f: F) -> Result<(String, JoinHandle<Result<()>>)>
+where
+    F: FnOnce() -> Result<()> + Send + 'static,
+{
+    let handle = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let r = f();
+            if r.is_err() {
+                abort.store(true, Ordering::SeqCst);
+            }
+            r
+        })
+        .map_err(|e| Error::stage(name, format!("cannot spawn thread: {e}")))?;
+    Ok((name.to_string(), handle))
+}
+
+/// Sleeps until media time `t` is due on the wall clock; false if stopped meanwhile.
+fn pace(started: Instant, t: f64, stop: &AtomicBool) -> bool {
+    let due = started + Duration::from_secs_f64(t.max(0.0));
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+impl Pipeline {
+    /// Builds the graph and starts every thread.
+    pub fn start(topo: Topology) -> Result<Pipeline> {
+        let Topology { config: cfg, device_id, video, audio, sinks, stop } = topo;
+        if video.is_none() && audio.is_none() {
+            return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
+        }
+        let started = Instant::now();
+        let session = SessionInfo {
+            device_id: device_id.clone(),
+            session_id: uuid::Uuid::new_v4().to_string(),
+            wall_start: SystemTime::now(),
+        };
+        let duration = [video.as_ref().and_then(|v| v.source.duration()), audio.as_ref().and_then(|a| a.source.duration())]
+            .into_iter()
+            .flatten()
+            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+        let counters = Arc::new(Counters::default());
+        let mut threads = Vec::new();
+        let mut channels = Vec::new();
+        let mut producers = Vec::new();
+
+        let (obs_tx, obs_rx, s) = channel::bounded::<Envelope>("branches->window", 1024, Overflow::Block);
+        channels.push(s);
+
+        if let Some(v) = video {
+            let producer = producers.len();
+            producers.push(ProducerKind::Video);
+            let (tx, rx, s) = channel::bounded::<Frame>("video-source->vision", cfg.video_queue, cfg.video_overflow);
+            channels.push(s);
+            let (stop2, fps) = (stop.clone(), cfg.analysis_fps);
+            threads.push(spawn("video-source", stop.clone(), move || video_source(v, fps, tx, started, &stop2))?);
+            let (obs, c) = (obs_tx.clone(), counters.clone());
+            threads.push(spawn("vision", stop.clone(), move || vision_stage(rx, obs, producer, &c))?);
+        }
+        if let Some(a) = audio {
+            let producer = producers.len();
+            producers.push(ProducerKind::Audio);
+            let (tx, rx, s) = channel::bounded::<AudioChunk>("audio-source->audio", cfg.audio_queue, Overflow::Block);
+            channels.push(s);
+            let stop2 = stop.clone();
+            threads.push(spawn("audio-source", stop.clone(), move || audio_source(a, tx, started, &stop2))?);
+            let (obs, c) = (obs_tx.clone(), counters.clone());
+            threads.push(spawn("audio", stop.clone(), move || audio_stage(rx, obs, producer, &c))?);
+        }
+        drop(obs_tx);
+
+        let (out_tx, out_rx, s) = channel::bounded::<Output>("window->sinks", 256, Overflow::Block);
+        channels.push(s);
+        let window = IntervalWindow::new(cfg.interval_s, cfg.analysis_fps, &producers, session.clone());
+        let c = counters.clone();
+        threads.push(spawn("window", stop.clone(), move || window_stage(window, obs_rx, out_tx, &c))?);
+
+        let metrics_every = Duration::from_secs_f64(cfg.metrics_interval_s);
+        let (all, stop2, sess) = (channels.clone(), stop.clone(), session.clone());
+        threads.push(spawn("sinks", stop.clone(), move || {
+            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2)
+        })?);
+
+        Ok(Pipeline { threads, channels, counters, started, duration, session_id: session.session_id })
+    }
+
+    /// Media time reached so far by every branch (for progress display).
+    pub fn progress(&self) -> f64 {
+        f64::from_bits(self.counters.progress_bits.load(Ordering::Relaxed))
+    }
+
+    /// Duration of the input, when the sources know it.
+    pub fn duration(&self) -> Option<f64> {
+        self.duration
+    }
+
+    /// True once every thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|(_, h)| h.is_finished())
+    }
+
+    /// Current figures of every channel.
+    pub fn channel_snapshots(&self) -> Vec<ChannelSnapshot> {
+        self.channels.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Waits for every thread; returns the first error any of them hit, after all have finished
+    /// (so sinks have flushed what was completed even when a source failed).
+    pub fn wait(self) -> Result<Summary> {
+        let mut first_err = None;
+        for (name, h) in self.threads {
+            let r = h.join().unwrap_or_else(|_| Err(Error::stage(&name, "thread panicked")));
+            if let Err(e) = r {
+                log::error!("{e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let channels: Vec<ChannelSnapshot> = self.channels.iter().map(|c| c.snapshot()).collect();
+        let dropped = channels.iter().map(|c| c.dropped).sum();
+        let c = &self.counters;
+        Ok(Summary {
+            session_id: self.session_id,
+            intervals: c.intervals.load(Ordering::Relaxed),
+            frames: c.frames.load(Ordering::Relaxed),
+            frames_dropped: dropped,
+            audio_seconds: c.audio_samples.load(Ordering::Relaxed) as f64 / AUDIO_RATE as f64,
+            media_seconds: f64::from_bits(c.progress_bits.load(Ordering::Relaxed)),
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+            late_observations: c.late.load(Ordering::Relaxed),
+            channels,
+        })
+    }
+}
+
+fn video_source(
+    mut v: VideoInput,
+    fps: f64,
+    tx: MeteredSender<Frame>,
+    started: Instant,
+    stop: &AtomicBool,
+) -> Result<()> {
+    log::info!("video source: {}", v.source.describe());
+    let mut sampler = FrameSampler::new(fps);
+    let mut seq = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let Some(raw) = v.source.next_frame()? else { break };
+        if !sampler.keep(raw.t) {
+            continue;
+        }
+        if v.realtime && !pace(started, raw.t, stop) {
+            break;
+        }
+        let frame = Frame { seq, t: raw.t, width: raw.width, height: raw.height, rgb: raw.rgb };
+        seq += 1;
+        if tx.send(frame).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn audio_source(mut a: AudioInput, tx: MeteredSender<AudioChunk>, started: Instant, stop: &AtomicBool) -> Result<()> {
+    log::info!("audio source: {}", a.source.describe());
+    let mut buf: Vec<f32> = Vec::with_capacity(AUDIO_CHUNK * 2);
+    let (mut seq, mut sent) = (0u64, 0u64);
+    let send = |samples: Vec<f32>, seq: &mut u64, sent: &mut u64| -> bool {
+        let t = *sent as f64 / AUDIO_RATE as f64;
+        let n = samples.len() as u64;
+        if a.realtime && !pace(started, t + n as f64 / AUDIO_RATE as f64, stop) {
+            return false;
+        }
+        let ok = tx.send(AudioChunk { seq: *seq, t, samples }).is_ok();
+        *seq += 1;
+        *sent += n;
+        ok
+    };
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match a.source.next_samples()? {
+            Some(s) => buf.extend(s),
+            None => break,
+        }
+        while buf.len() >= AUDIO_CHUNK {
+            let rest = buf.split_off(AUDIO_CHUNK);
+            let chunk = std::mem::replace(&mut buf, rest);
+            if !send(chunk, &mut seq, &mut sent) {
+                return Ok(());
+            }
+        }
+    }
+    if !buf.is_empty() {
+        send(buf, &mut seq, &mut sent);
+    }
+    Ok(())
+}
+
+fn vision_stage(rx: MeteredReceiver<Frame>, tx: MeteredSender<Envelope>, producer: usize, c: &Counters) -> Result<()> {
+    let mut stage = VisionStage::new();
+    while let Some(frame) = rx.recv() {
+        let obs = stage.process(&frame);
+        c.frames.fetch_add(1, Ordering::Relaxed);
+        let t = obs.t;
+        for event in [Event::Obs(Observation::Frame(obs)), Event::Progress(t)] {
+            if tx.send(Envelope { producer, event }).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Envelope { producer, event: Event::End });
+    Ok(())
+}
+
+fn audio_stage(rx: MeteredReceiver<AudioChunk>, tx: MeteredSender<Envelope>, producer: usize, c: &Counters) -> Result<()> {
+    let mut stage = LevelStage;
+    while let Some(chunk) = rx.recv() {
+        let obs = stage.process(&chunk);
+        c.audio_samples.fetch_add(chunk.samples.len() as u64, Ordering::Relaxed);
+        let end = chunk.t + chunk.duration();
+        for event in [Event::Obs(Observation::Audio(obs)), Event::Progress(end)] {
+            if tx.send(Envelope { producer, event }).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Envelope { producer, event: Event::End });
+    Ok(())
+}
+
+fn window_stage(
+    mut window: IntervalWindow,
+    rx: MeteredReceiver<Envelope>,
+    tx: MeteredSender<Output>,
+    c: &Counters,
+) -> Result<()> {
+    let publish = |reports: Vec<crate::message::IntervalReport>| -> Result<()> {
+        for r in reports {
+            c.progress_bits.fetch_max(r.interval.end_s.to_bits(), Ordering::Relaxed);
+            tx.send(Output::Interval(r)).map_err(|_| Error::stage("window", "the sinks stopped early"))?;
+            c.intervals.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    while let Some(env) = rx.recv() {
+        publish(window.push(env))?;
+        let wm = window.watermark();
+        if wm.is_finite() {
+            // Positive f64s order like their bit patterns, so fetch_max works on the bits.
+            c.progress_bits.fetch_max(wm.to_bits(), Ordering::Relaxed);
+        }
+        c.late.store(window.late_observations(), Ordering::Relaxed);
+    }
+    // Every branch has closed (normally after End; after a failure, without): publish what is complete.
+    publish(window.finish())
+}
+
+fn sink_stage(
+    mut sinks: Vec<Box<dyn Sink>>,
+    rx: MeteredReceiver<Output>,
+    session: &SessionInfo,
+    started: Instant,
+    metrics_every: Duration,
+    channels: &[Arc<ChannelStats>],
+    stop: &AtomicBool,
+) -> Result<()> {
+    let status = |state: &str, reason: &str| {
+        Output::Status(StatusMessage {
+            schema: STATUS_SCHEMA.into(),
+            device_id: session.device_id.clone(),
+            session_id: session.session_id.clone(),
+            state: state.into(),
+            reason: reason.into(),
+            wall: rfc3339(SystemTime::now()),
+        })
+    };
+    let metrics = || {
+        Output::Metrics(MetricsReport {
+            schema: METRICS_SCHEMA.into(),
+            device_id: session.device_id.clone(),
+            session_id: session.session_id.clone(),
+            wall: rfc3339(SystemTime::now()),
+            uptime_s: started.elapsed().as_secs_f64(),
+            channels: channels.iter().map(|c| c.snapshot()).collect(),
+            rss_mib: rss_mib(),
+        })
+    };
+    let mut first_err: Option<Error> = None;
+    let mut deliver = |sinks: &mut Vec<Box<dyn Sink>>, msg: &Output| {
+        for s in sinks.iter_mut() {
+            if let Err(e) = s.publish(msg) {
+                log::error!("{e}");
+                // A sink that cannot write ends the session gracefully: sources stop, the rest drains.
+                stop.store(true, Ordering::SeqCst);
+                first_err.get_or_insert(e);
+            }
+        }
+    };
+    deliver(&mut sinks, &status("online", ""));
+    let mut next_metrics = Instant::now() + metrics_every;
+    loop {
+        let wait = next_metrics.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(msg) => deliver(&mut sinks, &msg),
+            Err(true) => break,
+            Err(false) => {}
+        }
+        if Instant::now() >= next_metrics {
+            deliver(&mut sinks, &metrics());
+            next_metrics += metrics_every;
+        }
+    }
+    deliver(&mut sinks, &metrics());
+    let reason = if stop.load(Ordering::SeqCst) { "shutdown" } else { "end of input" };
+    deliver(&mut sinks, &status("offline", reason));
+    for s in sinks.iter_mut() {
+        if let Err(e) = s.flush() {
+            log::error!("{e}");
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

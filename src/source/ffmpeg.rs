@@ -1,0 +1,261 @@
+//! Any container (mp4, mkv, webm, mpg …) decoded by an `ffmpeg` subprocess: raw RGB24 frames at
+//! the analysis frame rate, and s16le 16 kHz mono audio.
+
+use super::{AudioSource, RawFrame, VideoSource};
+use crate::error::{Error, Result};
+use crate::message::AUDIO_RATE;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+const INSTALL_HINT: &str = "install it (Debian/Ubuntu: `apt-get install ffmpeg`) or convert the recording to .y4m + .wav";
+
+/// What `ffprobe` reports about a recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// It has a video stream.
+    pub has_video: bool,
+    /// It has an audio stream.
+    pub has_audio: bool,
+    /// Width of the first video stream.
+    pub width: u32,
+    /// Height of the first video stream.
+    pub height: u32,
+    /// Container duration in seconds, when known.
+    pub duration: Option<f64>,
+}
+
+fn spawn_error(tool: &str, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::NotFound {
+        Error::ToolMissing { tool: tool.into(), hint: INSTALL_HINT.into() }
+    } else {
+        Error::stage("source", format!("cannot start {tool}: {e}"))
+    }
+}
+
+/// Runs `ffprobe` on `path`.
+pub fn probe(path: &Path) -> Result<Probe> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,width,height:format=duration", "-of", "json"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error("ffprobe", e))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(Error::input(path, format!("ffprobe cannot read it: {msg}")));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::input(path, format!("unexpected ffprobe output: {e}")))?;
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok());
+    Ok(Probe {
+        has_video: video.is_some(),
+        has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+        width: video.and_then(|s| s["width"].as_u64()).unwrap_or(0) as u32,
+        height: video.and_then(|s| s["height"].as_u64()).unwrap_or(0) as u32,
+        duration,
+    })
+}
+
+/// A running ffmpeg process whose stdout we read and whose stderr we keep for error messages.
+struct Decoder {
+    path: PathBuf,
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Decoder {
+    fn spawn(path: &Path, output_args: &[String]) -> Result<Decoder> {
+        let mut child = Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-i"])
+            .arg(path)
+            .args(output_args)
+            .arg("pipe:1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_error("ffmpeg", e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut err_pipe = child.stderr.take().expect("piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::Builder::new()
+            .name("ffmpeg-stderr".into())
+            .spawn(move || {
+                let mut s = String::new();
+                let _ = err_pipe.read_to_string(&mut s);
+                if let Ok(mut g) = sink.lock() {
+                    *g = s;
+                }
+            })
+            .map_err(|e| Error::stage("source", format!("cannot spawn thread: {e}")))?;
+        Ok(Decoder { path: path.to_path_buf(), child, stdout, stderr, reader: Some(reader) })
+    }
+
+    /// Fills `buf` completely; `Ok(false)` on a clean end of stream at a record boundary.
+    fn read_record(&mut self, buf: &mut [u8]) -> Result<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stdout.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        if filled == buf.len() {
+            return Ok(true);
+        }
+        self.finish()?;
+        if filled == 0 {
+            Ok(false)
+        } else {
+            Err(Error::input(&self.path, format!("ffmpeg output ended mid-record ({filled} of {} bytes)", buf.len())))
+        }
+    }
+
+    /// Reads what is available, up to `buf.len()` bytes; 0 at end of stream.
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            match self.stdout.read(buf) {
+                Ok(0) => {
+                    self.finish()?;
+                    return Ok(0);
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let status = self.child.wait().map_err(|e| Error::io(&self.path, e))?;
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+        if status.success() {
+            return Ok(());
+        }
+        let err = self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default();
+        let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
+        Err(Error::input(&self.path, format!("ffmpeg failed to decode it ({status}): {tail}")))
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if let Some(h) = self.reader.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Video frames decoded by ffmpeg, already sampled at the analysis frame rate.
+pub struct FfmpegVideo {
+    decoder: Decoder,
+    width: u32,
+    height: u32,
+    fps: f64,
+    index: u64,
+    duration: Option<f64>,
+}
+
+impl FfmpegVideo {
+    /// Starts ffmpeg on `path`, producing RGB24 frames at `fps`.
+    pub fn spawn(path: &Path, probe: &Probe, fps: f64) -> Result<FfmpegVideo> {
+        if probe.width == 0 || probe.height == 0 {
+            return Err(Error::input(path, "video stream has no frame size"));
+        }
+        let args: Vec<String> = ["-map", "0:v:0", "-an", "-vf", &format!("fps={fps}"), "-pix_fmt", "rgb24", "-f", "rawvideo"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Ok(FfmpegVideo {
+            decoder: Decoder::spawn(path, &args)?,
+            width: probe.width,
+            height: probe.height,
+            fps,
+            index: 0,
+            duration: probe.duration,
+        })
+    }
+}
+
+impl VideoSource for FfmpegVideo {
+    fn next_frame(&mut self) -> Result<Option<RawFrame>> {
+        let mut rgb = vec![0u8; self.width as usize * self.height as usize * 3];
+        if !self.decoder.read_record(&mut rgb)? {
+            return Ok(None);
+        }
+        let t = self.index as f64 / self.fps;
+        self.index += 1;
+        Ok(Some(RawFrame { t, width: self.width, height: self.height, rgb }))
+    }
+
+    fn duration(&self) -> Option<f64> {
+        self.duration
+    }
+
+    fn describe(&self) -> String {
+        format!("ffmpeg-video:{} {}x{} sampled at {} fps", self.decoder.path.display(), self.width, self.height, self.fps)
+    }
+}
+
+/// Audio decoded and resampled to 16 kHz mono by ffmpeg.
+pub struct FfmpegAudio {
+    decoder: Decoder,
+    carry: Option<u8>,
+    duration: Option<f64>,
+}
+
+impl FfmpegAudio {
+    /// Starts ffmpeg on `path`'s first audio stream.
+    pub fn spawn(path: &Path, probe: &Probe) -> Result<FfmpegAudio> {
+        let rate = AUDIO_RATE.to_string();
+        let args: Vec<String> =
+            ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", &rate, "-f", "s16le"].iter().map(|s| s.to_string()).collect();
+        Ok(FfmpegAudio { decoder: Decoder::spawn(path, &args)?, carry: None, duration: probe.duration })
+    }
+}
+
+impl AudioSource for FfmpegAudio {
+    fn next_samples(&mut self) -> Result<Option<Vec<f32>>> {
+        let mut buf = vec![0u8; 8192];
+        let mut start = 0;
+        if let Some(b) = self.carry.take() {
+            buf[0] = b;
+            start = 1;
+        }
+        let n = self.decoder.read_some(&mut buf[start..])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let total = start + n;
+        let even = total & !1;
+        if even < total {
+            self.carry = Some(buf[even]);
+        }
+        let samples =
+            buf[..even].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
+        Ok(Some(samples))
+    }
+
+    fn duration(&self) -> Option<f64> {
+        self.duration
+    }
+
+    fn describe(&self) -> String {
+        format!("ffmpeg-audio:{} 16 kHz mono", self.decoder.path.display())
+    }
+}

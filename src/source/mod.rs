@@ -1,0 +1,162 @@
+//! Sources: where frames and audio enter the pipeline. Each source yields media-timed data;
+//! [`open_video`] and [`open_audio`] pick the reader from the file type.
+
+pub mod ffmpeg;
+pub mod wav;
+pub mod y4m;
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// A decoded frame before sampling: RGB24 with its media time.
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    /// Media time, seconds from the start of the recording.
+    pub t: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RGB24 pixels.
+    pub rgb: Vec<u8>,
+}
+
+/// Something that yields video frames in media-time order.
+pub trait VideoSource: Send {
+    /// The next frame, or `None` at the end of the stream.
+    fn next_frame(&mut self) -> Result<Option<RawFrame>>;
+    /// Total duration in seconds, when known (for progress reporting).
+    fn duration(&self) -> Option<f64>;
+    /// A short description for logs (`y4m:/path 360x288@25`).
+    fn describe(&self) -> String;
+}
+
+/// Something that yields 16 kHz mono audio, in order and without gaps.
+pub trait AudioSource: Send {
+    /// The next run of samples (any length), or `None` at the end of the stream.
+    fn next_samples(&mut self) -> Result<Option<Vec<f32>>>;
+    /// Total duration in seconds, when known.
+    fn duration(&self) -> Option<f64>;
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}
+
+fn extension(path: &Path) -> String {
+    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+}
+
+fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::input(path, "is not a file")),
+        Err(e) => Err(Error::input(path, format!("cannot open recording: {e}"))),
+    }
+}
+
+/// Opens a video recording: `.y4m` natively, anything else through ffmpeg, sampled at `fps`.
+pub fn open_video(path: &Path, fps: f64) -> Result<Box<dyn VideoSource>> {
+    check_exists(path)?;
+    if extension(path) == "y4m" {
+        Ok(Box::new(y4m::Y4mReader::open(path)?))
+    } else {
+        let probe = ffmpeg::probe(path)?;
+        if !probe.has_video {
+            return Err(Error::input(path, "has no video stream (allowed: a file with a video track, or use it as audio)"));
+        }
+        Ok(Box::new(ffmpeg::FfmpegVideo::spawn(path, &probe, fps)?))
+    }
+}
+
+/// Opens an audio recording: `.wav` natively (any rate/channels, resampled to 16 kHz mono),
+/// anything else (including the audio track of a video) through ffmpeg.
+pub fn open_audio(path: &Path) -> Result<Box<dyn AudioSource>> {
+    check_exists(path)?;
+    if extension(path) == "wav" {
+        Ok(Box::new(wav::WavReader::open(path)?))
+    } else {
+        let probe = ffmpeg::probe(path)?;
+        if !probe.has_audio {
+            return Err(Error::input(path, "has no audio stream"));
+        }
+        Ok(Box::new(ffmpeg::FfmpegAudio::spawn(path, &probe)?))
+    }
+}
+
+/// What a recording contains, as far as choosing sources goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    /// It has a video track (or is a Y4M file).
+    pub has_video: bool,
+    /// It has an audio track (or is a WAV file).
+    pub has_audio: bool,
+}
+
+/// Looks at a recording to decide which sources to open on it.
+pub fn inspect(path: &Path) -> Result<MediaInfo> {
+    check_exists(path)?;
+    match extension(path).as_str() {
+        "y4m" => Ok(MediaInfo { has_video: true, has_audio: false }),
+        "wav" => Ok(MediaInfo { has_video: false, has_audio: true }),
+        _ => {
+            let p = ffmpeg::probe(path)?;
+            Ok(MediaInfo { has_video: p.has_video, has_audio: p.has_audio })
+        }
+    }
+}
+
+/// Keeps the frames that fall on an `fps` grid (media time), whatever the source's own rate.
+#[derive(Debug, Clone)]
+pub struct FrameSampler {
+    period: f64,
+    next_t: f64,
+}
+
+impl FrameSampler {
+    /// A sampler for `fps` frames per second.
+    pub fn new(fps: f64) -> Self {
+        FrameSampler { period: 1.0 / fps, next_t: 0.0 }
+    }
+
+    /// True when the frame at media time `t` is to be analysed.
+    pub fn keep(&mut self, t: f64) -> bool {
+        // Half a millisecond of slack absorbs rounding in container timestamps.
+        if t + 5e-4 < self.next_t {
+            return false;
+        }
+        while self.next_t <= t + 5e-4 {
+            self.next_t += self.period;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_decimates_25_to_10_fps() {
+        let mut s = FrameSampler::new(10.0);
+        let kept: Vec<usize> = (0..50).filter(|&i| s.keep(i as f64 / 25.0)).collect();
+        assert_eq!(kept.len(), 20, "{kept:?}");
+        assert_eq!(&kept[..5], &[0, 3, 5, 8, 10]);
+    }
+
+    #[test]
+    fn sampler_keeps_everything_from_a_slower_source() {
+        let mut s = FrameSampler::new(10.0);
+        assert!((0..30).all(|i| s.keep(i as f64 / 5.0)));
+    }
+
+    #[test]
+    fn sampler_keeps_an_exact_grid() {
+        let mut s = FrameSampler::new(10.0);
+        assert!((0..100).all(|i| s.keep(i as f64 / 10.0)));
+    }
+
+    #[test]
+    fn missing_recording_is_named() {
+        let e = open_video(Path::new("/no/such/clip.mp4"), 10.0).err().unwrap().to_string();
+        assert!(e.contains("/no/such/clip.mp4") && e.contains("cannot open"), "{e}");
+    }
+}
