@@ -27,7 +27,6 @@ pub struct ChannelStats {
     latency_total_us: AtomicU64,
     latency_max_us: AtomicU64,
     receiver_gone: AtomicBool,
-    depth_fn: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// A point-in-time copy of a channel's counters, as published in metrics.
@@ -61,14 +60,16 @@ impl ChannelStats {
     /// Copies the counters.
     pub fn snapshot(&self) -> ChannelSnapshot {
         let received = self.received.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        let dropped = self.dropped.load(Ordering::Relaxed);
         let total = self.latency_total_us.load(Ordering::Relaxed) as f64;
         ChannelSnapshot {
             name: self.name.clone(),
             capacity: self.capacity,
-            depth: (self.depth_fn)(),
-            sent: self.sent.load(Ordering::Relaxed),
+            depth: sent.saturating_sub(received).saturating_sub(dropped) as usize,
+            sent,
             received,
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped,
             latency_mean_ms: if received == 0 { 0.0 } else { total / received as f64 / 1000.0 },
             latency_max_ms: self.latency_max_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }
@@ -119,7 +120,6 @@ pub fn bounded<T: Send + 'static>(
 ) -> (MeteredSender<T>, MeteredReceiver<T>, Arc<ChannelStats>) {
     let capacity = capacity.max(1);
     let (tx, rx) = crossbeam_channel::bounded::<Stamped<T>>(capacity);
-    let probe = rx.clone();
     let stats = Arc::new(ChannelStats {
         name: name.to_string(),
         capacity,
@@ -129,7 +129,6 @@ pub fn bounded<T: Send + 'static>(
         latency_total_us: AtomicU64::new(0),
         latency_max_us: AtomicU64::new(0),
         receiver_gone: AtomicBool::new(false),
-        depth_fn: Box::new(move || probe.len()),
     });
     let drain = (overflow == Overflow::DropOldest).then(|| rx.clone());
     (MeteredSender { tx, drain, stats: stats.clone() }, MeteredReceiver { rx, stats: stats.clone() }, stats)

@@ -108,7 +108,10 @@ pub fn parse_duration(s: &str) -> std::result::Result<f64, String> {
     } else {
         (s, 1.0)
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (allowed: e.g. 5s, 2.5s, 500ms, 1m)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (allowed: e.g. 5s, 2.5s, 500ms, 1m)"))?;
     let secs = v * scale;
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("`{s}` must be a positive duration"));
@@ -124,7 +127,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Models { action, config } => models(action, config.as_deref()),
         Command::Config { action: ConfigAction::Check { file } } => {
             let cfg = Config::load(&file)?;
-            println!("# {}: valid. Effective configuration (defaults and environment applied):", file.display());
+            println!(
+                "# {}: valid. Effective configuration (defaults and environment applied):",
+                file.display()
+            );
             print!("{}", cfg.to_toml());
             Ok(0)
         }
@@ -167,7 +173,10 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         return Err(Error::input(&args.recording, "has neither a video nor an audio stream"));
     }
     let video = if info.has_video {
-        Some(VideoInput { source: source::open_video(&args.recording, cfg.pipeline.analysis_fps)?, realtime: false })
+        Some(VideoInput {
+            source: source::open_video(&args.recording, cfg.pipeline.analysis_fps)?,
+            realtime: false,
+        })
     } else {
         None
     };
@@ -181,7 +190,14 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     register_signals(&stop)?;
-    let topo = Topology { config: cfg.pipeline.clone(), device_id: cfg.device_id.clone(), video, audio, sinks, stop };
+    let topo = Topology {
+        config: cfg.pipeline.clone(),
+        device_id: cfg.device_id.clone(),
+        video,
+        audio,
+        sinks,
+        stop,
+    };
     let pipeline = Pipeline::start(topo)?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let summary = wait_with_progress(pipeline, show_progress)?;
@@ -223,10 +239,16 @@ fn print_summary(s: &Summary, stats: bool) {
         s.intervals, s.frames, s.frames_dropped, s.audio_seconds, s.media_seconds, s.wall_seconds, speed, s.session_id
     );
     if s.late_observations > 0 {
-        eprintln!("affectd: warning: {} observations arrived after their interval was published", s.late_observations);
+        eprintln!(
+            "affectd: warning: {} observations arrived after their interval was published",
+            s.late_observations
+        );
     }
     if stats {
-        eprintln!("{:<26} {:>5} {:>8} {:>8} {:>7} {:>10} {:>10}", "channel", "cap", "sent", "recv", "dropped", "lat_mean", "lat_max");
+        eprintln!(
+            "{:<26} {:>5} {:>8} {:>8} {:>7} {:>10} {:>10}",
+            "channel", "cap", "sent", "recv", "dropped", "lat_mean", "lat_max"
+        );
         for c in &s.channels {
             eprintln!(
                 "{:<26} {:>5} {:>8} {:>8} {:>7} {:>8.3}ms {:>8.3}ms",
@@ -251,9 +273,10 @@ fn daemon(config: &Path) -> Result<i32> {
     let cfg = Config::load(config)?;
     let video = match &cfg.source.video {
         VideoSourceConfig::None => None,
-        VideoSourceConfig::File { path, realtime } => {
-            Some(VideoInput { source: source::open_video(path, cfg.pipeline.analysis_fps)?, realtime: *realtime })
-        }
+        VideoSourceConfig::File { path, realtime } => Some(VideoInput {
+            source: source::open_video(path, cfg.pipeline.analysis_fps)?,
+            realtime: *realtime,
+        }),
     };
     let audio = match &cfg.source.audio {
         AudioSourceConfig::None => None,
@@ -266,12 +289,22 @@ fn daemon(config: &Path) -> Result<i32> {
     }
     let sinks = sink::from_config(&cfg)?;
     if sinks.is_empty() {
-        return Err(Error::config(config, "key `sink`: every sink is disabled, results would be lost (enable sink.stdout or sink.jsonl)"));
+        return Err(Error::config(
+            config,
+            "key `sink`: every sink is disabled, results would be lost (enable sink.stdout or sink.jsonl)",
+        ));
     }
     let stop = Arc::new(AtomicBool::new(false));
     register_signals(&stop)?;
     log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
-    let topo = Topology { config: cfg.pipeline.clone(), device_id: cfg.device_id.clone(), video, audio, sinks, stop: stop.clone() };
+    let topo = Topology {
+        config: cfg.pipeline.clone(),
+        device_id: cfg.device_id.clone(),
+        video,
+        audio,
+        sinks,
+        stop: stop.clone(),
+    };
     let summary = Pipeline::start(topo)?.wait()?;
     log::info!(
         "stopped ({}): {} intervals published, {} frames analysed, {} dropped",

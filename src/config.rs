@@ -128,7 +128,7 @@ pub struct ModelsConfig {
 }
 
 /// What may leave the device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// Include (PII-redacted) transcripts in published messages. Off by default.
@@ -191,12 +191,6 @@ impl Default for ModelsConfig {
     }
 }
 
-impl Default for PrivacyConfig {
-    fn default() -> Self {
-        PrivacyConfig { publish_transcripts: false }
-    }
-}
-
 impl Config {
     /// Reads, parses, applies environment overrides to, and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
@@ -210,7 +204,7 @@ impl Config {
 
     /// Parses TOML text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config> {
-        toml::from_str(text).map_err(|e| Error::config(origin, describe_toml_error(&e)))
+        toml::from_str(text).map_err(|e| Error::config(origin, describe_toml_error(text, &e)))
     }
 
     /// Applies environment overrides (`AFFECTD_DEVICE_ID`).
@@ -253,7 +247,11 @@ impl Config {
             return bad("pipeline.audio_queue", &p.audio_queue, "allowed: 1 to 100000 chunks");
         }
         if !(p.metrics_interval_s.is_finite() && p.metrics_interval_s >= 0.5) {
-            return bad("pipeline.metrics_interval_s", &p.metrics_interval_s, "allowed: at least 0.5 seconds");
+            return bad(
+                "pipeline.metrics_interval_s",
+                &p.metrics_interval_s,
+                "allowed: at least 0.5 seconds",
+            );
         }
         if let VideoSourceConfig::File { path, .. } = &self.source.video {
             if path.as_os_str().is_empty() {
@@ -277,13 +275,32 @@ impl Config {
     }
 }
 
-fn describe_toml_error(e: &toml::de::Error) -> String {
-    // toml's message already names the key and what is allowed (`unknown field `x`, expected one of
-    // ...`, `unknown variant ...`, `invalid type ...`); add the line for people without the snippet.
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(_) => format!("{msg}\n{}", e.to_string().trim_end()),
-        None => msg,
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    // toml's message already says what is allowed (`unknown field `x`, expected one of ...`,
+    // `unknown variant ...`, `invalid type ...`); add the line and the full dotted key.
+    let msg = e.message().trim();
+    let Some(span) = e.span() else { return msg.to_string() };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let dotted = match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => String::new(),
+    };
+    if dotted.is_empty() {
+        format!("line {line_no}: {msg}")
+    } else {
+        format!("line {line_no}, key `{dotted}`: {msg}")
     }
 }
 
@@ -306,13 +323,14 @@ mod tests {
     fn unknown_key_names_file_key_and_allowed_keys() {
         let e = parse("[pipeline]\ninterval = 5\n").unwrap_err().to_string();
         assert!(e.starts_with("test.toml: "), "{e}");
-        assert!(e.contains("interval"), "{e}");
+        assert!(e.contains("line 2, key `pipeline.interval`"), "{e}");
         assert!(e.contains("interval_s") && e.contains("analysis_fps"), "should list allowed keys: {e}");
     }
 
     #[test]
     fn unknown_source_kind_lists_allowed_kinds() {
         let e = parse("[source.video]\nkind = \"camera\"\n").unwrap_err().to_string();
+        assert!(e.contains("key `source.video.kind`"), "{e}");
         assert!(e.contains("camera") && e.contains("none") && e.contains("file"), "{e}");
     }
 
@@ -329,7 +347,7 @@ mod tests {
     #[test]
     fn wrong_type_is_reported() {
         let e = parse("[pipeline]\nanalysis_fps = \"ten\"\n").unwrap_err().to_string();
-        assert!(e.contains("analysis_fps") || e.contains("line 2"), "{e}");
+        assert!(e.contains("key `pipeline.analysis_fps`"), "{e}");
         assert!(e.contains("float") || e.contains("string"), "{e}");
     }
 

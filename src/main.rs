@@ -3,11 +3,10 @@
 use clap::Parser;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = affectd::cli::Cli::parse();
-    if matches!(cli.command, affectd::cli::Command::Run { .. }) && std::env::var_os("RUST_LOG").is_none() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
+    // The daemon logs its life cycle; one-shot commands only warnings. RUST_LOG overrides both.
+    let default = if matches!(cli.command, affectd::cli::Command::Run { .. }) { "info" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
     match affectd::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

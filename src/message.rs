@@ -29,6 +29,8 @@ pub struct Frame {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// How long the frame lasts on the source's clock, seconds.
+    pub duration: f64,
     /// `width * height * 3` bytes, R G B.
     pub rgb: Vec<u8>,
 }
@@ -110,8 +112,9 @@ pub enum Event {
     Obs(Observation),
     /// A watermark: the producer will send no observation with a time before this media time.
     Progress(f64),
-    /// The producer has finished; nothing more will come.
-    End,
+    /// The producer has finished; nothing more will come. Carries the media time at which its
+    /// input ended (the end of the last frame or sample delivered).
+    End(f64),
 }
 
 /// An [`Event`] tagged with the index of the producer that sent it.
@@ -267,7 +270,7 @@ pub struct MetricsReport {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// A completed interval.
-    Interval(IntervalReport),
+    Interval(Box<IntervalReport>),
     /// A health change.
     Status(StatusMessage),
     /// Periodic metrics.

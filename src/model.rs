@@ -82,9 +82,12 @@ impl Manifest {
     /// Reads `dir/manifest.toml`.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Model { path: path.clone(), message: format!("cannot read manifest: {e}") })?;
-        toml::from_str(&text).map_err(|e| Error::Model { path, message: format!("invalid manifest: {}", e.message()) })
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Model {
+            path: path.clone(),
+            message: format!("cannot read manifest: {e}"),
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Model { path, message: format!("invalid manifest: {}", e.message()) })
     }
 
     /// The entry for model `name`.

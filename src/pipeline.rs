@@ -160,10 +160,13 @@ impl Pipeline {
             session_id: uuid::Uuid::new_v4().to_string(),
             wall_start: SystemTime::now(),
         };
-        let duration = [video.as_ref().and_then(|v| v.source.duration()), audio.as_ref().and_then(|a| a.source.duration())]
-            .into_iter()
-            .flatten()
-            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+        let duration = [
+            video.as_ref().and_then(|v| v.source.duration()),
+            audio.as_ref().and_then(|a| a.source.duration()),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
         let counters = Arc::new(Counters::default());
         let mut threads = Vec::new();
         let mut channels = Vec::new();
@@ -175,17 +178,21 @@ impl Pipeline {
         if let Some(v) = video {
             let producer = producers.len();
             producers.push(ProducerKind::Video);
-            let (tx, rx, s) = channel::bounded::<Frame>("video-source->vision", cfg.video_queue, cfg.video_overflow);
+            let (tx, rx, s) =
+                channel::bounded::<Frame>("video-source->vision", cfg.video_queue, cfg.video_overflow);
             channels.push(s);
             let (stop2, fps) = (stop.clone(), cfg.analysis_fps);
-            threads.push(spawn("video-source", stop.clone(), move || video_source(v, fps, tx, started, &stop2))?);
+            threads.push(spawn("video-source", stop.clone(), move || {
+                video_source(v, fps, tx, started, &stop2)
+            })?);
             let (obs, c) = (obs_tx.clone(), counters.clone());
             threads.push(spawn("vision", stop.clone(), move || vision_stage(rx, obs, producer, &c))?);
         }
         if let Some(a) = audio {
             let producer = producers.len();
             producers.push(ProducerKind::Audio);
-            let (tx, rx, s) = channel::bounded::<AudioChunk>("audio-source->audio", cfg.audio_queue, Overflow::Block);
+            let (tx, rx, s) =
+                channel::bounded::<AudioChunk>("audio-source->audio", cfg.audio_queue, Overflow::Block);
             channels.push(s);
             let stop2 = stop.clone();
             threads.push(spawn("audio-source", stop.clone(), move || audio_source(a, tx, started, &stop2))?);
@@ -278,7 +285,14 @@ fn video_source(
         if v.realtime && !pace(started, raw.t, stop) {
             break;
         }
-        let frame = Frame { seq, t: raw.t, width: raw.width, height: raw.height, rgb: raw.rgb };
+        let frame = Frame {
+            seq,
+            t: raw.t,
+            width: raw.width,
+            height: raw.height,
+            duration: raw.duration,
+            rgb: raw.rgb,
+        };
         seq += 1;
         if tx.send(frame).is_err() {
             break;
@@ -287,7 +301,12 @@ fn video_source(
     Ok(())
 }
 
-fn audio_source(mut a: AudioInput, tx: MeteredSender<AudioChunk>, started: Instant, stop: &AtomicBool) -> Result<()> {
+fn audio_source(
+    mut a: AudioInput,
+    tx: MeteredSender<AudioChunk>,
+    started: Instant,
+    stop: &AtomicBool,
+) -> Result<()> {
     log::info!("audio source: {}", a.source.describe());
     let mut buf: Vec<f32> = Vec::with_capacity(AUDIO_CHUNK * 2);
     let (mut seq, mut sent) = (0u64, 0u64);
@@ -324,9 +343,17 @@ fn audio_source(mut a: AudioInput, tx: MeteredSender<AudioChunk>, started: Insta
     Ok(())
 }
 
-fn vision_stage(rx: MeteredReceiver<Frame>, tx: MeteredSender<Envelope>, producer: usize, c: &Counters) -> Result<()> {
+fn vision_stage(
+    rx: MeteredReceiver<Frame>,
+    tx: MeteredSender<Envelope>,
+    producer: usize,
+    c: &Counters,
+) -> Result<()> {
     let mut stage = VisionStage::new();
+    let mut end = 0.0f64;
     while let Some(frame) = rx.recv() {
+        // Newest wins on overflow, so the last frame sent is never the one dropped.
+        end = end.max(frame.t + frame.duration);
         let obs = stage.process(&frame);
         c.frames.fetch_add(1, Ordering::Relaxed);
         let t = obs.t;
@@ -336,23 +363,30 @@ fn vision_stage(rx: MeteredReceiver<Frame>, tx: MeteredSender<Envelope>, produce
             }
         }
     }
-    let _ = tx.send(Envelope { producer, event: Event::End });
+    let _ = tx.send(Envelope { producer, event: Event::End(end) });
     Ok(())
 }
 
-fn audio_stage(rx: MeteredReceiver<AudioChunk>, tx: MeteredSender<Envelope>, producer: usize, c: &Counters) -> Result<()> {
+fn audio_stage(
+    rx: MeteredReceiver<AudioChunk>,
+    tx: MeteredSender<Envelope>,
+    producer: usize,
+    c: &Counters,
+) -> Result<()> {
     let mut stage = LevelStage;
+    let mut end_of_audio = 0.0f64;
     while let Some(chunk) = rx.recv() {
         let obs = stage.process(&chunk);
         c.audio_samples.fetch_add(chunk.samples.len() as u64, Ordering::Relaxed);
         let end = chunk.t + chunk.duration();
+        end_of_audio = end;
         for event in [Event::Obs(Observation::Audio(obs)), Event::Progress(end)] {
             if tx.send(Envelope { producer, event }).is_err() {
                 return Ok(());
             }
         }
     }
-    let _ = tx.send(Envelope { producer, event: Event::End });
+    let _ = tx.send(Envelope { producer, event: Event::End(end_of_audio) });
     Ok(())
 }
 
@@ -365,7 +399,8 @@ fn window_stage(
     let publish = |reports: Vec<crate::message::IntervalReport>| -> Result<()> {
         for r in reports {
             c.progress_bits.fetch_max(r.interval.end_s.to_bits(), Ordering::Relaxed);
-            tx.send(Output::Interval(r)).map_err(|_| Error::stage("window", "the sinks stopped early"))?;
+            tx.send(Output::Interval(Box::new(r)))
+                .map_err(|_| Error::stage("window", "the sinks stopped early"))?;
             c.intervals.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

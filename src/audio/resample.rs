@@ -53,6 +53,10 @@ impl MonoResampler {
             out.truncate(room);
         }
         self.produced += out.len() as u64;
+        // Band-limiting can overshoot full scale slightly; the pipeline promises [-1, 1].
+        for x in out.iter_mut() {
+            *x = x.clamp(-1.0, 1.0);
+        }
         out
     }
 

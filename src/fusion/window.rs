@@ -34,6 +34,8 @@ struct Producer {
     kind: ProducerKind,
     watermark: f64,
     ended: bool,
+    /// Where this producer's media ends: declared by `End`, else estimated from its observations.
+    media_end: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,7 +56,6 @@ pub struct IntervalWindow {
     producers: Vec<Producer>,
     pending: BTreeMap<u64, Acc>,
     next_index: u64,
-    media_end: f64,
     seq: u64,
     late: u64,
     session: SessionInfo,
@@ -75,10 +76,12 @@ impl IntervalWindow {
         IntervalWindow {
             interval,
             frame_period: 1.0 / analysis_fps,
-            producers: producers.iter().map(|&kind| Producer { kind, watermark: 0.0, ended: false }).collect(),
+            producers: producers
+                .iter()
+                .map(|&kind| Producer { kind, watermark: 0.0, ended: false, media_end: 0.0 })
+                .collect(),
             pending: BTreeMap::new(),
             next_index: 0,
-            media_end: 0.0,
             seq: 0,
             late: 0,
             session,
@@ -112,7 +115,10 @@ impl IntervalWindow {
         };
         match env.event {
             Event::Progress(t) => p.watermark = p.watermark.max(t),
-            Event::End => p.ended = true,
+            Event::End(t) => {
+                p.ended = true;
+                p.media_end = t;
+            }
             Event::Obs(obs) => {
                 let t = obs.time();
                 let k = self.index_of(t);
@@ -121,19 +127,20 @@ impl IntervalWindow {
                     log::warn!("observation at {t:.3}s arrived after its interval was published");
                     return Vec::new();
                 }
+                let p = &mut self.producers[env.producer];
                 let acc = self.pending.entry(k).or_default();
                 match obs {
                     Observation::Frame(f) => {
                         acc.frames += 1;
                         acc.dropped += f.dropped_before;
                         acc.luma_sum += f.luma_mean as f64;
-                        self.media_end = self.media_end.max(f.t + self.frame_period);
+                        p.media_end = p.media_end.max(f.t + self.frame_period);
                     }
                     Observation::Audio(a) => {
                         acc.audio_samples += a.samples as u64;
                         acc.sum_sq += a.sum_sq;
                         acc.peak = acc.peak.max(a.peak);
-                        self.media_end = self.media_end.max(a.t + a.samples as f64 / AUDIO_RATE as f64);
+                        p.media_end = p.media_end.max(a.t + a.samples as f64 / AUDIO_RATE as f64);
                     }
                 }
             }
@@ -152,10 +159,11 @@ impl IntervalWindow {
     /// Publishes everything still open, ending with a partial interval at the end of the media.
     /// Called when every producer has ended, or when the pipeline shuts down.
     pub fn finish(&mut self) -> Vec<IntervalReport> {
+        let media_end = self.producers.iter().map(|p| p.media_end).fold(0.0, f64::max);
         let mut out = Vec::new();
-        while (self.next_index as f64) * self.interval < self.media_end - 1e-9 {
+        while (self.next_index as f64) * self.interval < media_end - 1e-9 {
             let end = (self.next_index + 1) as f64 * self.interval;
-            let partial = (end > self.media_end + 1e-9).then_some(self.media_end);
+            let partial = (end > media_end + 1e-9).then_some(media_end);
             out.push(self.emit(self.next_index, partial));
         }
         out
@@ -261,13 +269,26 @@ mod tests {
             out.extend(w.push(frame(i as f64 / 10.0)));
             out.extend(w.push(progress(0, i as f64 / 10.0)));
         }
-        out.extend(w.push(Envelope { producer: 0, event: Event::End }));
+        out.extend(w.push(Envelope { producer: 0, event: Event::End(3.3) }));
         let spans: Vec<(f64, f64, bool)> =
             out.iter().map(|r| (r.interval.start_s, r.interval.end_s, r.interval.partial)).collect();
-        assert_eq!(spans, vec![(0.0, 2.0, false), (2.0, 3.3000000000000003, true)]);
-        assert_eq!(out.iter().map(|r| r.inputs.video.as_ref().unwrap().frames).collect::<Vec<_>>(), vec![20, 13]);
+        assert_eq!(spans, vec![(0.0, 2.0, false), (2.0, 3.3, true)]);
+        assert_eq!(
+            out.iter().map(|r| r.inputs.video.as_ref().unwrap().frames).collect::<Vec<_>>(),
+            vec![20, 13]
+        );
         assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(out[1].interval.wall_end, "1970-01-01T00:00:03.300Z");
+    }
+
+    #[test]
+    fn the_declared_end_wins_over_the_last_sampled_frame() {
+        // A 25 fps source sampled at 10 fps: the last analysed frame is at 2.92 s, the media ends at 3.0 s.
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video], session());
+        w.push(frame(2.92));
+        let out = w.push(Envelope { producer: 0, event: Event::End(3.0) });
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[2].interval.end_s, out[2].interval.partial), (3.0, false));
     }
 
     #[test]
@@ -285,8 +306,8 @@ mod tests {
     fn audio_levels_are_measured() {
         let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video, ProducerKind::Audio], session());
         w.push(audio(0.0, 16000, 0.5));
-        w.push(Envelope { producer: 0, event: Event::End });
-        let out = w.push(Envelope { producer: 1, event: Event::End });
+        w.push(Envelope { producer: 0, event: Event::End(0.0) });
+        let out = w.push(Envelope { producer: 1, event: Event::End(1.0) });
         let a = out[0].inputs.audio.as_ref().unwrap();
         assert_eq!(a.seconds, 1.0);
         assert!((a.rms_dbfs.unwrap() - (-6.0206)).abs() < 1e-3);
@@ -305,6 +326,6 @@ mod tests {
     #[test]
     fn nothing_in_nothing_out() {
         let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video], session());
-        assert!(w.push(Envelope { producer: 0, event: Event::End }).is_empty());
+        assert!(w.push(Envelope { producer: 0, event: Event::End(0.0) }).is_empty());
     }
 }

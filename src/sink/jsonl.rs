@@ -91,7 +91,9 @@ impl JsonlSink {
     fn error(&self, e: std::io::Error) -> Error {
         match &self.target {
             Target::Stdout(_) => Error::sink(&self.name, format!("cannot write to standard output: {e}")),
-            Target::File { path, .. } => Error::sink(&self.name, format!("cannot write {}: {e}", path.display())),
+            Target::File { path, .. } => {
+                Error::sink(&self.name, format!("cannot write {}: {e}", path.display()))
+            }
         }
     }
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-const INSTALL_HINT: &str = "install it (Debian/Ubuntu: `apt-get install ffmpeg`) or convert the recording to .y4m + .wav";
+const INSTALL_HINT: &str =
+    "install it (Debian/Ubuntu: `apt-get install ffmpeg`) or convert the recording to .y4m + .wav";
 
 /// What `ffprobe` reports about a recording.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +38,14 @@ fn spawn_error(tool: &str, e: std::io::Error) -> Error {
 /// Runs `ffprobe` on `path`.
 pub fn probe(path: &Path) -> Result<Probe> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type,width,height:format=duration", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,width,height:format=duration",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .output()
@@ -116,7 +124,10 @@ impl Decoder {
         if filled == 0 {
             Ok(false)
         } else {
-            Err(Error::input(&self.path, format!("ffmpeg output ended mid-record ({filled} of {} bytes)", buf.len())))
+            Err(Error::input(
+                &self.path,
+                format!("ffmpeg output ended mid-record ({filled} of {} bytes)", buf.len()),
+            ))
         }
     }
 
@@ -144,7 +155,8 @@ impl Decoder {
             return Ok(());
         }
         let err = self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default();
-        let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
+        let tail: String =
+            err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
         Err(Error::input(&self.path, format!("ffmpeg failed to decode it ({status}): {tail}")))
     }
 }
@@ -177,10 +189,11 @@ impl FfmpegVideo {
         if probe.width == 0 || probe.height == 0 {
             return Err(Error::input(path, "video stream has no frame size"));
         }
-        let args: Vec<String> = ["-map", "0:v:0", "-an", "-vf", &format!("fps={fps}"), "-pix_fmt", "rgb24", "-f", "rawvideo"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> =
+            ["-map", "0:v:0", "-an", "-vf", &format!("fps={fps}"), "-pix_fmt", "rgb24", "-f", "rawvideo"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         Ok(FfmpegVideo {
             decoder: Decoder::spawn(path, &args)?,
             width: probe.width,
@@ -200,7 +213,7 @@ impl VideoSource for FfmpegVideo {
         }
         let t = self.index as f64 / self.fps;
         self.index += 1;
-        Ok(Some(RawFrame { t, width: self.width, height: self.height, rgb }))
+        Ok(Some(RawFrame { t, width: self.width, height: self.height, duration: 1.0 / self.fps, rgb }))
     }
 
     fn duration(&self) -> Option<f64> {
@@ -208,7 +221,13 @@ impl VideoSource for FfmpegVideo {
     }
 
     fn describe(&self) -> String {
-        format!("ffmpeg-video:{} {}x{} sampled at {} fps", self.decoder.path.display(), self.width, self.height, self.fps)
+        format!(
+            "ffmpeg-video:{} {}x{} sampled at {} fps",
+            self.decoder.path.display(),
+            self.width,
+            self.height,
+            self.fps
+        )
     }
 }
 
@@ -223,8 +242,10 @@ impl FfmpegAudio {
     /// Starts ffmpeg on `path`'s first audio stream.
     pub fn spawn(path: &Path, probe: &Probe) -> Result<FfmpegAudio> {
         let rate = AUDIO_RATE.to_string();
-        let args: Vec<String> =
-            ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", &rate, "-f", "s16le"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", &rate, "-f", "s16le"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Ok(FfmpegAudio { decoder: Decoder::spawn(path, &args)?, carry: None, duration: probe.duration })
     }
 }

@@ -17,6 +17,8 @@ pub struct RawFrame {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// How long the frame lasts (one source frame period), seconds.
+    pub duration: f64,
     /// RGB24 pixels.
     pub rgb: Vec<u8>,
 }
@@ -61,7 +63,10 @@ pub fn open_video(path: &Path, fps: f64) -> Result<Box<dyn VideoSource>> {
     } else {
         let probe = ffmpeg::probe(path)?;
         if !probe.has_video {
-            return Err(Error::input(path, "has no video stream (allowed: a file with a video track, or use it as audio)"));
+            return Err(Error::input(
+                path,
+                "has no video stream (allowed: a file with a video track, or use it as audio)",
+            ));
         }
         Ok(Box::new(ffmpeg::FfmpegVideo::spawn(path, &probe, fps)?))
     }

@@ -28,7 +28,9 @@ impl WavReader {
             (f, b) => {
                 return Err(Error::input(
                     path,
-                    format!("{b}-bit {f:?} samples are not supported (allowed: 8/16/24/32-bit PCM, 32-bit float)"),
+                    format!(
+                        "{b}-bit {f:?} samples are not supported (allowed: 8/16/24/32-bit PCM, 32-bit float)"
+                    ),
                 ))
             }
         }
@@ -90,7 +92,12 @@ mod tests {
     use super::*;
 
     fn write_wav(path: &Path, rate: u32, channels: u16, secs: f32) {
-        let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for i in 0..(rate as f32 * secs) as usize {
             let v = ((i as f32 * 0.05).sin() * 10000.0) as i16;

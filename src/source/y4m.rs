@@ -54,13 +54,13 @@ impl Y4mHeader {
                 }
                 "C" => {
                     chroma = match val {
-                        v if v.starts_with("420") => Chroma::C420,
+                        "420" | "420jpeg" | "420paldv" | "420mpeg2" => Chroma::C420,
                         "422" => Chroma::C422,
                         "444" => Chroma::C444,
                         "mono" => Chroma::Mono,
                         other => {
                             return Err(format!(
-                                "colour space C{other} is not supported (allowed: 420*, 422, 444, mono; 8-bit)"
+                                "colour space C{other} is not supported (allowed: 420, 420jpeg, 420paldv, 420mpeg2, 422, 444, mono; 8-bit only)"
                             ))
                         }
                     }
@@ -197,15 +197,28 @@ impl VideoSource for Y4mReader {
         if !line.starts_with(b"FRAME") || line.last() != Some(&b'\n') {
             return Err(Error::input(
                 &self.path,
-                format!("frame {}: expected a `FRAME` marker line, found {:?}", self.index, String::from_utf8_lossy(&line)),
+                format!(
+                    "frame {}: expected a `FRAME` marker line, found {:?}",
+                    self.index,
+                    String::from_utf8_lossy(&line)
+                ),
             ));
         }
         self.reader.read_exact(&mut self.planes).map_err(|e| {
-            Error::input(&self.path, format!("frame {} is truncated ({e}); the file ends mid-frame", self.index))
+            Error::input(
+                &self.path,
+                format!("frame {} is truncated ({e}); the file ends mid-frame", self.index),
+            )
         })?;
         let t = self.index as f64 * self.header.fps_den as f64 / self.header.fps_num as f64;
         self.index += 1;
-        Ok(Some(RawFrame { t, width: self.header.width, height: self.header.height, rgb: self.header.to_rgb(&self.planes) }))
+        Ok(Some(RawFrame {
+            t,
+            width: self.header.width,
+            height: self.header.height,
+            duration: 1.0 / self.header.fps(),
+            rgb: self.header.to_rgb(&self.planes),
+        }))
     }
 
     fn duration(&self) -> Option<f64> {
@@ -213,7 +226,13 @@ impl VideoSource for Y4mReader {
     }
 
     fn describe(&self) -> String {
-        format!("y4m:{} {}x{}@{:.3}", self.path.display(), self.header.width, self.header.height, self.header.fps())
+        format!(
+            "y4m:{} {}x{}@{:.3}",
+            self.path.display(),
+            self.header.width,
+            self.header.height,
+            self.header.fps()
+        )
     }
 }
 

@@ -46,7 +46,7 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64, value: u8) -> Frame {
-        Frame { seq, t: seq as f64 / 10.0, width: 4, height: 4, rgb: vec![value; 48] }
+        Frame { seq, t: seq as f64 / 10.0, width: 4, height: 4, duration: 0.1, rgb: vec![value; 48] }
     }
 
     #[test]
