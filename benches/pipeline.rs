@@ -51,6 +51,7 @@ fn window(c: &mut Criterion) {
     let session = SessionInfo {
         device_id: "b".into(),
         session_id: "s".into(),
+        first_seq: 0,
         wall_start: std::time::SystemTime::now(),
     };
     c.bench_function("window/1000_frames", |b| {
@@ -100,6 +101,8 @@ fn replay(c: &mut Criterion) {
             cfg.video_overflow = Overflow::Block;
             let topo = Topology {
                 device_id: "bench".into(),
+                session_id: "bench".into(),
+                first_seq: 0,
                 video: Some(VideoInput {
                     source: source::open_video(&sample, cfg.analysis_fps).unwrap(),
                     realtime: false,

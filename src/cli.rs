@@ -3,7 +3,7 @@
 use crate::config::{AudioSourceConfig, Config, VideoSourceConfig};
 use crate::error::{Error, Result};
 use crate::model::Manifest;
-use crate::pipeline::{AudioInput, Pipeline, Summary, Topology, VideoInput};
+use crate::pipeline::{new_session_id, AudioInput, Pipeline, Summary, Topology, VideoInput};
 use crate::{channel::Overflow, sink, source};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -88,6 +88,13 @@ pub struct AnalyzeArgs {
     /// Device id written into the messages.
     #[arg(long)]
     pub device_id: Option<String>,
+    /// Also publish every interval to this MQTT broker (`mqtt://host:port`, or `mqtts://…` with
+    /// `--config` giving the TLS files) and wait for every PUBACK before exiting.
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    /// Spool folder for `--mqtt` (default: a temporary folder, removed once everything is delivered).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
     /// Print per-channel figures (depth, latency, drops) at the end.
     #[arg(long)]
     pub stats: bool,
@@ -161,6 +168,20 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     }
     // A replay must not lose frames: the queue blocks instead of dropping.
     cfg.pipeline.video_overflow = Overflow::Block;
+    let mut temp_spool = None;
+    if let Some(url) = &args.mqtt {
+        cfg.sink.mqtt.enabled = true;
+        cfg.sink.mqtt.url = url.clone();
+        cfg.sink.mqtt.flush_timeout_s = cfg.sink.mqtt.flush_timeout_s.max(30.0);
+        cfg.sink.mqtt.spool_dir = match &args.spool {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::env::temp_dir().join(format!("affectd-spool-{}", std::process::id()));
+                temp_spool = Some(d.clone());
+                d
+            }
+        };
+    }
     cfg.validate(&cmdline())?;
 
     let info = source::inspect(&args.recording)?;
@@ -184,15 +205,24 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         Some(p) => Some(AudioInput { source: source::open_audio(p)?, realtime: false }),
         None => None,
     };
-    let sinks: Vec<Box<dyn sink::Sink>> = match &args.out {
+    let session_id = new_session_id();
+    let mut sinks: Vec<Box<dyn sink::Sink>> = match &args.out {
         Some(p) => vec![Box::new(sink::jsonl::JsonlSink::file(p, false, false)?)],
         None => vec![Box::new(sink::jsonl::JsonlSink::stdout())],
     };
+    let mut first_seq = 0;
+    if cfg.sink.mqtt.enabled {
+        let m = sink::mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, &session_id, true)?;
+        first_seq = m.next_seq();
+        sinks.push(Box::new(m));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     register_signals(&stop)?;
     let topo = Topology {
         config: cfg.pipeline.clone(),
         device_id: cfg.device_id.clone(),
+        session_id,
+        first_seq,
         video,
         audio,
         sinks,
@@ -201,6 +231,10 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     let pipeline = Pipeline::start(topo)?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let summary = wait_with_progress(pipeline, show_progress)?;
+    if let Some(d) = temp_spool {
+        // Everything was acknowledged (flush would have failed otherwise): the spool is empty.
+        let _ = std::fs::remove_dir_all(d);
+    }
     if !args.quiet {
         print_summary(&summary, args.stats);
     }
@@ -287,11 +321,12 @@ fn daemon(config: &Path) -> Result<i32> {
     if video.is_none() && audio.is_none() {
         return Err(Error::config(config, "key `source`: no source configured (allowed: source.video and/or source.audio with kind = \"file\")"));
     }
-    let sinks = sink::from_config(&cfg)?;
+    let session_id = new_session_id();
+    let sink::Sinks { sinks, first_seq } = sink::from_config(&cfg, &session_id, false)?;
     if sinks.is_empty() {
         return Err(Error::config(
             config,
-            "key `sink`: every sink is disabled, results would be lost (enable sink.stdout or sink.jsonl)",
+            "key `sink`: every sink is disabled, results would be lost (enable sink.stdout, sink.jsonl or sink.mqtt)",
         ));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -300,6 +335,8 @@ fn daemon(config: &Path) -> Result<i32> {
     let topo = Topology {
         config: cfg.pipeline.clone(),
         device_id: cfg.device_id.clone(),
+        session_id,
+        first_seq,
         video,
         audio,
         sinks,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides `device_id`.
 pub const ENV_DEVICE_ID: &str = "AFFECTD_DEVICE_ID";
+/// Environment variable holding the MQTT password (wins over `sink.mqtt.password_file`).
+pub const ENV_MQTT_PASSWORD: &str = "AFFECTD_MQTT_PASSWORD";
 
 /// The whole configuration of one agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,114 @@ pub struct SinkConfig {
     pub stdout: StdoutSinkConfig,
     /// Interval messages appended as JSON lines to a file.
     pub jsonl: JsonlSinkConfig,
+    /// MQTT publishing with an on-disk spool (see docs/mqtt.md).
+    pub mqtt: MqttSinkConfig,
+}
+
+/// The MQTT sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSinkConfig {
+    /// Publish to an MQTT broker.
+    pub enabled: bool,
+    /// Broker URL: `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (TLS, default 8883).
+    pub url: String,
+    /// MQTT client id; empty = `affectd-<device_id>`.
+    pub client_id: String,
+    /// Keep-alive interval in seconds (5 to 3600).
+    pub keep_alive_s: u64,
+    /// User name; empty = no authentication.
+    pub username: String,
+    /// File holding the password (first line). The environment variable AFFECTD_MQTT_PASSWORD wins.
+    pub password_file: PathBuf,
+    /// CA certificate (PEM) that signed the broker's certificate; required for `mqtts://`.
+    pub ca_file: PathBuf,
+    /// Client certificate (PEM) for mutual TLS; needs `client_key` too.
+    pub client_cert: PathBuf,
+    /// Client private key (PEM) for mutual TLS.
+    pub client_key: PathBuf,
+    /// First topic level: topics are `<topic_prefix>/<device_id>/{sentiment,alert,status,metrics}`.
+    pub topic_prefix: String,
+    /// Folder of the spool of unacknowledged messages (survives restarts).
+    pub spool_dir: PathBuf,
+    /// Size cap of the spool in bytes; beyond it the oldest messages are evicted and counted.
+    pub spool_max_bytes: u64,
+    /// fsync every spooled message and removal (survives power cuts; costs flash writes).
+    pub spool_fsync: bool,
+    /// At shutdown, wait at most this many seconds for acknowledgements (the rest stays spooled).
+    pub flush_timeout_s: f64,
+    /// Upper bound of the reconnect back-off in seconds (it starts at 0.5 s, doubles, with jitter).
+    pub backoff_max_s: f64,
+}
+
+impl Default for MqttSinkConfig {
+    fn default() -> Self {
+        MqttSinkConfig {
+            enabled: false,
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: String::new(),
+            keep_alive_s: 30,
+            username: String::new(),
+            password_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            client_cert: PathBuf::new(),
+            client_key: PathBuf::new(),
+            topic_prefix: "affectd".into(),
+            spool_dir: PathBuf::from("spool"),
+            spool_max_bytes: 64 * 1024 * 1024,
+            spool_fsync: true,
+            flush_timeout_s: 10.0,
+            backoff_max_s: 30.0,
+        }
+    }
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// TLS (`mqtts://`).
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 in brackets).
+    pub fn parse(url: &str) -> std::result::Result<BrokerUrl, String> {
+        let allowed = "allowed: mqtt://host[:port] or mqtts://host[:port]";
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("unsupported scheme ({allowed})"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, p) = r.split_once(']').ok_or_else(|| format!("unclosed `[` ({allowed})"))?;
+            (h.to_string(), p.strip_prefix(':').map(str::to_string))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p.to_string())),
+                None => (rest.to_string(), None),
+            }
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(format!("bad host `{host}` ({allowed}; no path, no user info)"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("bad port `{p}` (1 to 65535)"))?,
+        };
+        Ok(BrokerUrl { tls, host, port })
+    }
 }
 
 /// The stdout sink.
@@ -169,7 +279,11 @@ impl Default for SourceConfig {
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { stdout: StdoutSinkConfig { enabled: true }, jsonl: JsonlSinkConfig::default() }
+        SinkConfig {
+            stdout: StdoutSinkConfig { enabled: true },
+            jsonl: JsonlSinkConfig::default(),
+            mqtt: MqttSinkConfig::default(),
+        }
     }
 }
 
@@ -261,6 +375,54 @@ impl Config {
         if let AudioSourceConfig::File { path, .. } = &self.source.audio {
             if path.as_os_str().is_empty() {
                 return bad("source.audio.path", &"\"\"", "allowed: the path of a recording");
+            }
+        }
+        let m = &self.sink.mqtt;
+        if m.enabled {
+            let url = match BrokerUrl::parse(&m.url) {
+                Ok(u) => u,
+                Err(why) => return bad("sink.mqtt.url", &format!("{:?}", m.url), &why),
+            };
+            if url.tls && m.ca_file.as_os_str().is_empty() {
+                return bad(
+                    "sink.mqtt.ca_file",
+                    &"\"\"",
+                    "required with mqtts://: the PEM file of the CA that signed the broker's certificate",
+                );
+            }
+            if m.client_cert.as_os_str().is_empty() != m.client_key.as_os_str().is_empty() {
+                return bad(
+                    "sink.mqtt.client_cert",
+                    &m.client_cert.display(),
+                    "client_cert and client_key go together (mutual TLS)",
+                );
+            }
+            if !url.tls && !m.client_cert.as_os_str().is_empty() {
+                return bad(
+                    "sink.mqtt.client_cert",
+                    &m.client_cert.display(),
+                    "client certificates need an mqtts:// url",
+                );
+            }
+            if !(5..=3600).contains(&m.keep_alive_s) {
+                return bad("sink.mqtt.keep_alive_s", &m.keep_alive_s, "allowed: 5 to 3600 seconds");
+            }
+            let p = &m.topic_prefix;
+            if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#']) {
+                return bad(
+                    "sink.mqtt.topic_prefix",
+                    &format!("{p:?}"),
+                    "allowed: a non-empty topic without + or # and without leading/trailing /",
+                );
+            }
+            if m.spool_max_bytes < 64 * 1024 {
+                return bad("sink.mqtt.spool_max_bytes", &m.spool_max_bytes, "allowed: at least 65536");
+            }
+            if !(m.flush_timeout_s.is_finite() && m.flush_timeout_s >= 0.0) {
+                return bad("sink.mqtt.flush_timeout_s", &m.flush_timeout_s, "allowed: 0 or more seconds");
+            }
+            if !(m.backoff_max_s.is_finite() && m.backoff_max_s >= 0.5) {
+                return bad("sink.mqtt.backoff_max_s", &m.backoff_max_s, "allowed: at least 0.5 seconds");
             }
         }
         if self.sink.jsonl.enabled && self.sink.jsonl.path.as_os_str().is_empty() {
@@ -357,6 +519,35 @@ mod tests {
         c.source.video = VideoSourceConfig::File { path: "a.mp4".into(), realtime: true };
         let back = parse(&c.to_toml()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerUrl::parse("mqtt://localhost"),
+            Ok(BrokerUrl { tls: false, host: "localhost".into(), port: 1883 })
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtts://b.example:9000/"),
+            Ok(BrokerUrl { tls: true, host: "b.example".into(), port: 9000 })
+        );
+        assert_eq!(
+            BrokerUrl::parse("mqtt://[::1]:1884"),
+            Ok(BrokerUrl { tls: false, host: "::1".into(), port: 1884 })
+        );
+        assert!(BrokerUrl::parse("http://x").unwrap_err().contains("allowed: mqtt://"));
+        assert!(BrokerUrl::parse("mqtt://x:0").unwrap_err().contains("bad port"));
+        assert!(BrokerUrl::parse("mqtt://u:p@x").is_err());
+    }
+
+    #[test]
+    fn mqtt_settings_are_checked() {
+        let e = parse("[sink.mqtt]\nenabled = true\nurl = \"mqtts://h\"\n").unwrap_err().to_string();
+        assert!(e.contains("sink.mqtt.ca_file") && e.contains("required with mqtts"), "{e}");
+        let e = parse("[sink.mqtt]\nenabled = true\nurl = \"tcp://h\"\n").unwrap_err().to_string();
+        assert!(e.contains("sink.mqtt.url") && e.contains("allowed"), "{e}");
+        let e = parse("[sink.mqtt]\nenabled = true\ntopic_prefix = \"a/#\"\n").unwrap_err().to_string();
+        assert!(e.contains("sink.mqtt.topic_prefix"), "{e}");
     }
 
     #[test]

@@ -135,7 +135,8 @@ pub struct IntervalReport {
     pub device_id: String,
     /// A UUID per run of the agent.
     pub session_id: String,
-    /// Per-session interval number, from 0, without gaps.
+    /// Interval number: increases per device without gaps within a session; a new session
+    /// continues where the last one ended when a state folder (the MQTT spool) keeps it, else starts at 0.
     pub seq: u64,
     /// The interval's span.
     pub interval: IntervalSpan,
@@ -264,6 +265,9 @@ pub struct MetricsReport {
     pub channels: Vec<crate::channel::ChannelSnapshot>,
     /// Resident memory of the process in MiB, when the OS tells.
     pub rss_mib: Option<f64>,
+    /// MQTT spool figures (only in messages published over MQTT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<crate::sink::spool::SpoolStats>,
 }
 
 /// Everything a sink may be asked to publish.

@@ -57,6 +57,10 @@ pub struct Topology {
     pub config: PipelineConfig,
     /// Device id for the messages.
     pub device_id: String,
+    /// Session id for the messages (a UUID per run; see [`new_session_id`]).
+    pub session_id: String,
+    /// `seq` of the first interval.
+    pub first_seq: u64,
     /// Video branch, if any.
     pub video: Option<VideoInput>,
     /// Audio branch, if any.
@@ -74,6 +78,11 @@ struct Counters {
     audio_samples: AtomicU64,
     late: AtomicU64,
     progress_bits: AtomicU64,
+}
+
+/// A fresh session id (UUID v4).
+pub fn new_session_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A running pipeline.
@@ -150,14 +159,15 @@ fn rss_mib() -> Option<f64> {
 impl Pipeline {
     /// Builds the graph and starts every thread.
     pub fn start(topo: Topology) -> Result<Pipeline> {
-        let Topology { config: cfg, device_id, video, audio, sinks, stop } = topo;
+        let Topology { config: cfg, device_id, session_id, first_seq, video, audio, sinks, stop } = topo;
         if video.is_none() && audio.is_none() {
             return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
         }
         let started = Instant::now();
         let session = SessionInfo {
             device_id: device_id.clone(),
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
+            first_seq,
             wall_start: SystemTime::now(),
         };
         let duration = [
@@ -446,6 +456,7 @@ fn sink_stage(
             uptime_s: started.elapsed().as_secs_f64(),
             channels: channels.iter().map(|c| c.snapshot()).collect(),
             rss_mib: rss_mib(),
+            spool: None,
         })
     };
     let mut first_err: Option<Error> = None;

@@ -25,6 +25,8 @@ pub struct SessionInfo {
     pub device_id: String,
     /// Session id written into every report.
     pub session_id: String,
+    /// `seq` of the first interval (the device's numbering continues across sessions).
+    pub first_seq: u64,
     /// Wall-clock time that corresponds to media time 0.
     pub wall_start: SystemTime,
 }
@@ -82,7 +84,7 @@ impl IntervalWindow {
                 .collect(),
             pending: BTreeMap::new(),
             next_index: 0,
-            seq: 0,
+            seq: session.first_seq,
             late: 0,
             session,
         }
@@ -218,7 +220,12 @@ mod tests {
     use crate::message::{AudioObs, FrameObs};
 
     fn session() -> SessionInfo {
-        SessionInfo { device_id: "d".into(), session_id: "s".into(), wall_start: SystemTime::UNIX_EPOCH }
+        SessionInfo {
+            device_id: "d".into(),
+            session_id: "s".into(),
+            first_seq: 0,
+            wall_start: SystemTime::UNIX_EPOCH,
+        }
     }
 
     fn frame(t: f64) -> Envelope {

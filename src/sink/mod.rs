@@ -2,6 +2,8 @@
 //! publishes; `flush` is called at shutdown and must leave nothing completed undelivered.
 
 pub mod jsonl;
+pub mod mqtt;
+pub mod spool;
 
 use crate::config::Config;
 use crate::error::Result;
@@ -17,14 +19,29 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<()>;
 }
 
-/// Builds the sinks a configuration enables.
-pub fn from_config(cfg: &Config) -> Result<Vec<Box<dyn Sink>>> {
+/// The sinks of a session and the interval number it starts at.
+pub struct Sinks {
+    /// Every enabled sink.
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// First interval `seq`: continues the device's numbering when an MQTT spool remembers it, else 0.
+    pub first_seq: u64,
+}
+
+/// Builds the sinks a configuration enables for session `session_id`. With `require_delivery`,
+/// the MQTT sink fails at flush unless the broker acknowledged everything.
+pub fn from_config(cfg: &Config, session_id: &str, require_delivery: bool) -> Result<Sinks> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut first_seq = 0;
+    if cfg.sink.mqtt.enabled {
+        let m = mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, session_id, require_delivery)?;
+        first_seq = m.next_seq();
+        sinks.push(Box::new(m));
+    }
     if cfg.sink.stdout.enabled {
         sinks.push(Box::new(jsonl::JsonlSink::stdout()));
     }
     if cfg.sink.jsonl.enabled {
         sinks.push(Box::new(jsonl::JsonlSink::file(&cfg.sink.jsonl.path, cfg.sink.jsonl.fsync, true)?));
     }
-    Ok(sinks)
+    Ok(Sinks { sinks, first_seq })
 }
