@@ -97,8 +97,7 @@ fn replay(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("bundled_sample_12s", |b| {
         b.iter(|| {
-            let mut cfg = PipelineConfig::default();
-            cfg.video_overflow = Overflow::Block;
+            let cfg = PipelineConfig { video_overflow: Overflow::Block, ..Default::default() };
             let topo = Topology {
                 device_id: "bench".into(),
                 session_id: "bench".into(),

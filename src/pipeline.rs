@@ -253,8 +253,11 @@ impl Pipeline {
         for (name, h) in self.threads {
             let r = h.join().unwrap_or_else(|_| Err(Error::stage(&name, "thread panicked")));
             if let Err(e) = r {
-                log::error!("{e}");
-                first_err.get_or_insert(e);
+                // The first error is returned to the caller; later ones are only logged.
+                match first_err {
+                    None => first_err = Some(e),
+                    Some(_) => log::error!("{e}"),
+                }
             }
         }
         if let Some(e) = first_err {

@@ -523,7 +523,9 @@ fn classify(e: ConnectionError) -> Outcome {
             ConnectReturnCode::BadUserNamePassword => {
                 Outcome::Fatal("the broker refused the connection: bad user name or password (check sink.mqtt.username and AFFECTD_MQTT_PASSWORD / sink.mqtt.password_file)".into())
             }
-            ConnectReturnCode::NotAuthorized => Outcome::Fatal("the broker refused the connection: not authorized".into()),
+            ConnectReturnCode::NotAuthorized => Outcome::Fatal(
+                "the broker refused the connection: not authorized (wrong user name or password, or this client is not allowed; check sink.mqtt.username and AFFECTD_MQTT_PASSWORD / sink.mqtt.password_file)".into(),
+            ),
             ConnectReturnCode::BadClientId => Outcome::Fatal("the broker refused the client id (set sink.mqtt.client_id)".into()),
             other => Outcome::Lost(format!("broker refused the connection: {other:?}")),
         },

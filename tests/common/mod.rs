@@ -2,6 +2,8 @@
 //! with ffmpeg, the message schema, and running the binary.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
