@@ -53,6 +53,8 @@ fn window(c: &mut Criterion) {
         session_id: "s".into(),
         first_seq: 0,
         wall_start: std::time::SystemTime::now(),
+        models: Default::default(),
+        face_labels: None,
     };
     c.bench_function("window/1000_frames", |b| {
         b.iter_batched(
@@ -60,7 +62,14 @@ fn window(c: &mut Criterion) {
             |mut w| {
                 for i in 0..1000 {
                     let t = i as f64 / 10.0;
-                    let obs = FrameObs { seq: i, t, dropped_before: 0, luma_mean: 0.5 };
+                    let obs = FrameObs {
+                        seq: i,
+                        t,
+                        dropped_before: 0,
+                        luma_mean: 0.5,
+                        face: None,
+                        process_ms: 0.0,
+                    };
                     w.push(Envelope { producer: 0, event: Event::Obs(Observation::Frame(obs)) });
                     w.push(Envelope { producer: 0, event: Event::Progress(t) });
                 }
@@ -106,6 +115,7 @@ fn replay(c: &mut Criterion) {
                     source: source::open_video(&sample, cfg.analysis_fps).unwrap(),
                     realtime: false,
                 }),
+                vision: None,
                 audio: Some(AudioInput { source: source::open_audio(&sample).unwrap(), realtime: false }),
                 config: cfg,
                 sinks: vec![Box::new(NullSink(0))],

@@ -144,6 +144,16 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The vision stage a config asks for (models loaded and checked here, before any thread starts).
+fn vision_stage(cfg: &Config, has_video: bool) -> Result<Option<crate::vision::VisionStage>> {
+    use crate::vision::{VisionModels, VisionStage};
+    Ok(match (has_video, cfg.vision.enabled) {
+        (false, _) => None,
+        (true, false) => Some(VisionStage::new()),
+        (true, true) => Some(VisionStage::with_models(VisionModels::load(&cfg.models, &cfg.vision)?)),
+    })
+}
+
 fn cmdline() -> PathBuf {
     PathBuf::from("<command line>")
 }
@@ -223,6 +233,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         device_id: cfg.device_id.clone(),
         session_id,
         first_seq,
+        vision: vision_stage(&cfg, video.is_some())?,
         video,
         audio,
         sinks,
@@ -337,6 +348,7 @@ fn daemon(config: &Path) -> Result<i32> {
         device_id: cfg.device_id.clone(),
         session_id,
         first_seq,
+        vision: vision_stage(&cfg, video.is_some())?,
         video,
         audio,
         sinks,

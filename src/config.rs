@@ -25,6 +25,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Where model files live.
     pub models: ModelsConfig,
+    /// Face detection, landmarks and expression.
+    pub vision: VisionConfig,
     /// What may leave the device.
     pub privacy: PrivacyConfig,
 }
@@ -237,6 +239,31 @@ pub struct ModelsConfig {
     pub verify: bool,
 }
 
+/// The vision stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisionConfig {
+    /// Run face detection, landmarks and expression on analysed frames.
+    pub enabled: bool,
+    /// Minimum BlazeFace score for a detection (0 to 1).
+    pub min_detection_score: f32,
+    /// Minimum FaceMesh face-presence probability to accept (and keep tracking) a face (0 to 1).
+    pub min_face_presence: f32,
+    /// Manifest name of the expression model (`expression` = ours, `expression_baseline` = fer's mini-XCEPTION).
+    pub expression_model: String,
+}
+
+impl Default for VisionConfig {
+    fn default() -> Self {
+        VisionConfig {
+            enabled: true,
+            min_detection_score: 0.5,
+            min_face_presence: 0.5,
+            expression_model: "expression_baseline".into(),
+        }
+    }
+}
+
 /// What may leave the device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -253,6 +280,7 @@ impl Default for Config {
             source: SourceConfig::default(),
             sink: SinkConfig::default(),
             models: ModelsConfig::default(),
+            vision: VisionConfig::default(),
             privacy: PrivacyConfig::default(),
         }
     }
@@ -376,6 +404,13 @@ impl Config {
             if path.as_os_str().is_empty() {
                 return bad("source.audio.path", &"\"\"", "allowed: the path of a recording");
             }
+        }
+        let v = &self.vision;
+        if !(0.0..=1.0).contains(&v.min_detection_score) {
+            return bad("vision.min_detection_score", &v.min_detection_score, "allowed: 0 to 1");
+        }
+        if !(0.0..=1.0).contains(&v.min_face_presence) {
+            return bad("vision.min_face_presence", &v.min_face_presence, "allowed: 0 to 1");
         }
         let m = &self.sink.mqtt;
         if m.enabled {

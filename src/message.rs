@@ -64,6 +64,27 @@ pub struct FrameObs {
     pub dropped_before: u64,
     /// Mean luma (BT.601) in [0, 1]: a cheap exposure check.
     pub luma_mean: f32,
+    /// The customer's face, when one is seen and the vision models run.
+    pub face: Option<FaceObs>,
+    /// Time the vision stage spent on this frame, milliseconds.
+    pub process_ms: f32,
+}
+
+/// The customer's face in one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceObs {
+    /// Landmark bounding box (x, y, w, h) in frame pixels.
+    pub bbox: [f32; 4],
+    /// FaceMesh face-presence probability.
+    pub presence: f32,
+    /// Detector score when the detector ran on this frame (None while tracking).
+    pub detection_score: Option<f32>,
+    /// The detector ran on this frame (tracking was lost or had not started).
+    pub detector_ran: bool,
+    /// Geometric cues.
+    pub cues: crate::vision::cues::Cues,
+    /// Calibrated expression probabilities in the model's label order.
+    pub expression: Vec<f32>,
 }
 
 /// What the audio branch reports for one block of audio.

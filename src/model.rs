@@ -194,3 +194,70 @@ mod tests {
         assert!(e.contains("no entry named `other`") && e.contains("toy"), "{e}");
     }
 }
+
+/// A loaded, optimised tract model with one reusable run state (one per thread).
+pub struct OnnxModel {
+    path: PathBuf,
+    state: tract_onnx::prelude::TypedSimpleState,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OnnxModel({})", self.path.display())
+    }
+}
+
+impl OnnxModel {
+    /// Loads `path` with fixed float32 input shapes, optimises it and prepares a run state.
+    /// Fixed shapes matter: a symbolic batch made models several times slower in tract.
+    pub fn load_f32(path: &Path, input_shapes: &[&[usize]]) -> Result<OnnxModel> {
+        use tract_onnx::prelude::*;
+        let err = |stage: &str, e: TractError| Error::Model {
+            path: path.to_path_buf(),
+            message: format!("{stage}: {e:#} (regenerate it with the script named in models/manifest.toml)"),
+        };
+        if !path.is_file() {
+            return Err(Error::Model { path: path.to_path_buf(), message: "file is missing".into() });
+        }
+        let mut model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(|e| err("not a loadable ONNX model", e))?;
+        for (i, shape) in input_shapes.iter().enumerate() {
+            model = model.with_input_fact(i, f32::fact(*shape).into()).map_err(|e| err("input shape", e))?;
+        }
+        let plan =
+            model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| err("cannot optimise", e))?;
+        let state = plan.spawn().map_err(|e| err("cannot prepare", e))?;
+        Ok(OnnxModel { path: path.to_path_buf(), state })
+    }
+
+    /// Runs the model on float32 inputs (shape, data); returns every output flattened.
+    pub fn run_f32(&mut self, inputs: Vec<(&[usize], Vec<f32>)>) -> Result<Vec<Vec<f32>>> {
+        use tract_onnx::prelude::*;
+        let mut tv: TVec<TValue> = tvec![];
+        for (shape, data) in inputs {
+            let t = Tensor::from_shape(shape, &data).map_err(|e| Error::Model {
+                path: self.path.clone(),
+                message: format!("bad input: {e:#}"),
+            })?;
+            tv.push(t.into());
+        }
+        let out = self.state.run(tv).map_err(|e| Error::Model {
+            path: self.path.clone(),
+            message: format!("inference failed: {e:#}"),
+        })?;
+        out.iter()
+            .map(|t| {
+                t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec())).map_err(|e| {
+                    Error::Model { path: self.path.clone(), message: format!("output is not f32: {e:#}") }
+                })
+            })
+            .collect()
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -63,6 +63,8 @@ pub struct Topology {
     pub first_seq: u64,
     /// Video branch, if any.
     pub video: Option<VideoInput>,
+    /// The vision stage for the video branch (with or without models); `None` = frame statistics only.
+    pub vision: Option<VisionStage>,
     /// Audio branch, if any.
     pub audio: Option<AudioInput>,
     /// Where messages go.
@@ -159,7 +161,8 @@ fn rss_mib() -> Option<f64> {
 impl Pipeline {
     /// Builds the graph and starts every thread.
     pub fn start(topo: Topology) -> Result<Pipeline> {
-        let Topology { config: cfg, device_id, session_id, first_seq, video, audio, sinks, stop } = topo;
+        let Topology { config: cfg, device_id, session_id, first_seq, video, vision, audio, sinks, stop } =
+            topo;
         if video.is_none() && audio.is_none() {
             return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
         }
@@ -169,6 +172,8 @@ impl Pipeline {
             session_id,
             first_seq,
             wall_start: SystemTime::now(),
+            models: vision.as_ref().map(|v| v.versions()).unwrap_or_default(),
+            face_labels: vision.as_ref().map(|v| v.labels()).filter(|l| !l.is_empty()),
         };
         let duration = [
             video.as_ref().and_then(|v| v.source.duration()),
@@ -196,7 +201,8 @@ impl Pipeline {
                 video_source(v, fps, tx, started, &stop2)
             })?);
             let (obs, c) = (obs_tx.clone(), counters.clone());
-            threads.push(spawn("vision", stop.clone(), move || vision_stage(rx, obs, producer, &c))?);
+            let stage = vision.unwrap_or_default();
+            threads.push(spawn("vision", stop.clone(), move || vision_stage(stage, rx, obs, producer, &c))?);
         }
         if let Some(a) = audio {
             let producer = producers.len();
@@ -357,17 +363,24 @@ fn audio_source(
 }
 
 fn vision_stage(
+    mut stage: VisionStage,
     rx: MeteredReceiver<Frame>,
     tx: MeteredSender<Envelope>,
     producer: usize,
     c: &Counters,
 ) -> Result<()> {
-    let mut stage = VisionStage::new();
     let mut end = 0.0f64;
     while let Some(frame) = rx.recv() {
         // Newest wins on overflow, so the last frame sent is never the one dropped.
         end = end.max(frame.t + frame.duration);
-        let obs = stage.process(&frame);
+        let obs = match stage.process(&frame) {
+            Ok(o) => o,
+            Err(e) => {
+                // Close the branch so the intervals completed so far are still published.
+                let _ = tx.send(Envelope { producer, event: Event::End(frame.t) });
+                return Err(e);
+            }
+        };
         c.frames.fetch_add(1, Ordering::Relaxed);
         let t = obs.t;
         for event in [Event::Obs(Observation::Frame(obs)), Event::Progress(t)] {

@@ -29,6 +29,10 @@ pub struct SessionInfo {
     pub first_seq: u64,
     /// Wall-clock time that corresponds to media time 0.
     pub wall_start: SystemTime,
+    /// Model name → version, copied into every report.
+    pub models: BTreeMap<String, String>,
+    /// Expression labels when the vision models run (then `modalities.face` is filled).
+    pub face_labels: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +52,7 @@ struct Acc {
     audio_samples: u64,
     sum_sq: f64,
     peak: f32,
+    face: crate::vision::FaceAcc,
 }
 
 /// Aggregates observations into [`IntervalReport`]s.
@@ -133,6 +138,7 @@ impl IntervalWindow {
                 let acc = self.pending.entry(k).or_default();
                 match obs {
                     Observation::Frame(f) => {
+                        acc.face.add(&f);
                         acc.frames += 1;
                         acc.dropped += f.dropped_before;
                         acc.luma_sum += f.luma_mean as f64;
@@ -205,9 +211,12 @@ impl IntervalWindow {
             },
             sentiment: None,
             incongruence: None,
-            modalities: Modalities::default(),
+            modalities: Modalities {
+                face: self.session.face_labels.as_ref().map(|l| acc.face.summary(l, end_s - start_s)),
+                ..Default::default()
+            },
             inputs: Inputs { video, audio },
-            models: BTreeMap::new(),
+            models: self.session.models.clone(),
         };
         self.seq += 1;
         report
@@ -225,13 +234,22 @@ mod tests {
             session_id: "s".into(),
             first_seq: 0,
             wall_start: SystemTime::UNIX_EPOCH,
+            models: BTreeMap::new(),
+            face_labels: None,
         }
     }
 
     fn frame(t: f64) -> Envelope {
         Envelope {
             producer: 0,
-            event: Event::Obs(Observation::Frame(FrameObs { seq: 0, t, dropped_before: 0, luma_mean: 0.5 })),
+            event: Event::Obs(Observation::Frame(FrameObs {
+                seq: 0,
+                t,
+                dropped_before: 0,
+                luma_mean: 0.5,
+                face: None,
+                process_ms: 0.0,
+            })),
         }
     }
 

@@ -1,28 +1,144 @@
-//! Vision branch: what is seen in each analysed frame. Today it measures exposure and counts
-//! frames lost under load; face detection, landmarks and expression plug in here (issue 3).
+//! Vision branch: what is seen in each analysed frame. Face detection ([`detect`]) runs only when
+//! tracking is lost; FaceMesh ([`mesh`]) gives 468 landmarks on an eye-levelled crop ([`align`]);
+//! the landmarks give the cue vector ([`cues`]) and the crop for expression ([`expression`]).
 
-use crate::message::{Frame, FrameObs};
+pub mod align;
+pub mod cues;
+pub mod detect;
+pub mod expression;
+pub mod mesh;
+
+use crate::config::{ModelsConfig, VisionConfig};
+use crate::error::Result;
+use crate::message::{FaceObs, Frame, FrameObs};
+use crate::model;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The three vision models, loaded once.
+#[derive(Debug)]
+pub struct VisionModels {
+    detector: detect::FaceDetector,
+    mesh: mesh::FaceMesh,
+    expression: expression::ExpressionModel,
+    min_presence: f32,
+    /// Model name → `file@sha256-prefix`, for the interval messages.
+    pub versions: BTreeMap<String, String>,
+}
+
+impl VisionModels {
+    /// Loads the models named in the config from the models folder (checked against the manifest).
+    pub fn load(models: &ModelsConfig, cfg: &VisionConfig) -> Result<VisionModels> {
+        let mut versions = BTreeMap::new();
+        let mut find = |name: &str| -> Result<(std::path::PathBuf, model::ModelEntry)> {
+            let (p, e) = model::locate(&models.dir, name, models.verify)?;
+            versions.insert(name.to_string(), format!("{}@{}", e.file, &e.sha256[..12.min(e.sha256.len())]));
+            Ok((p, e))
+        };
+        let (det_path, _) = find("face_detection")?;
+        let (mesh_path, _) = find("face_landmark")?;
+        let (expr_path, expr_entry) = find(&cfg.expression_model)?;
+        Ok(VisionModels {
+            detector: detect::FaceDetector::load(&det_path, cfg.min_detection_score)?,
+            mesh: mesh::FaceMesh::load(&mesh_path)?,
+            expression: expression::ExpressionModel::load(&expr_path, &expr_entry)?,
+            min_presence: cfg.min_face_presence,
+            versions,
+        })
+    }
+
+    /// Expression class names in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.expression.labels
+    }
+}
 
 /// The per-frame vision stage.
 #[derive(Debug, Default)]
 pub struct VisionStage {
     last_seq: Option<u64>,
+    models: Option<VisionModels>,
+    track: Option<align::Roi>,
 }
 
 impl VisionStage {
-    /// A new stage.
+    /// A stage that only measures frames (no models).
     pub fn new() -> Self {
         VisionStage::default()
     }
 
+    /// A stage that runs the face models.
+    pub fn with_models(models: VisionModels) -> Self {
+        VisionStage { models: Some(models), ..Default::default() }
+    }
+
+    /// Model versions used (empty without models).
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.models.as_ref().map(|m| m.versions.clone()).unwrap_or_default()
+    }
+
+    /// Expression labels (empty without models).
+    pub fn labels(&self) -> Vec<String> {
+        self.models.as_ref().map(|m| m.labels().to_vec()).unwrap_or_default()
+    }
+
     /// Analyses one frame.
-    pub fn process(&mut self, frame: &Frame) -> FrameObs {
+    pub fn process(&mut self, frame: &Frame) -> Result<FrameObs> {
         let dropped_before = match self.last_seq {
             Some(prev) => frame.seq.saturating_sub(prev + 1),
             None => frame.seq,
         };
         self.last_seq = Some(frame.seq);
-        FrameObs { seq: frame.seq, t: frame.t, dropped_before, luma_mean: luma_mean(&frame.rgb) }
+        let started = Instant::now();
+        let face = match self.models.as_mut() {
+            None => None,
+            Some(m) => {
+                let (w, h) = (frame.width as usize, frame.height as usize);
+                let mut detected = false;
+                let mut found = None;
+                if let Some(roi) = self.track.take() {
+                    let lm = m.mesh.landmarks(&frame.rgb, w, h, roi)?;
+                    if lm.presence >= m.min_presence {
+                        found = Some((lm, None));
+                    }
+                }
+                if found.is_none() {
+                    detected = true;
+                    let faces = m.detector.detect(&frame.rgb, w, h)?;
+                    if let Some(d) = detect::pick_customer(&faces, w, h) {
+                        let lm = m.mesh.landmarks(&frame.rgb, w, h, mesh::roi_from_detection(d))?;
+                        if lm.presence >= m.min_presence {
+                            found = Some((lm, Some(d.score)));
+                        }
+                    }
+                }
+                match found {
+                    None => None,
+                    Some((lm, det_score)) => {
+                        self.track = Some(lm.next_roi());
+                        let probs =
+                            m.expression.classify(&frame.rgb, w, h, &expression::expression_roi(&lm))?;
+                        let (x, y, bw, bh) = lm.bbox();
+                        Some(FaceObs {
+                            bbox: [x, y, bw, bh],
+                            presence: lm.presence,
+                            detection_score: det_score,
+                            detector_ran: detected,
+                            cues: cues::compute(&lm, h as f32),
+                            expression: probs,
+                        })
+                    }
+                }
+            }
+        };
+        Ok(FrameObs {
+            seq: frame.seq,
+            t: frame.t,
+            dropped_before,
+            luma_mean: luma_mean(&frame.rgb),
+            face,
+            process_ms: started.elapsed().as_secs_f32() * 1000.0,
+        })
     }
 }
 
@@ -41,6 +157,102 @@ pub fn luma_mean(rgb: &[u8]) -> f32 {
     }
 }
 
+/// Per-interval summary of the face modality, built from the frames' [`FaceObs`].
+#[derive(Debug, Clone, Default)]
+pub struct FaceAcc {
+    frames: u64,
+    faces: u64,
+    presence: f64,
+    expression: Vec<f64>,
+    cues: [f64; 8],
+    blinks: u64,
+    averted: u64,
+    detector_runs: u64,
+    process_ms: f64,
+    eyes_were_closed: bool,
+}
+
+impl FaceAcc {
+    /// Adds one analysed frame.
+    pub fn add(&mut self, obs: &FrameObs) {
+        self.frames += 1;
+        self.process_ms += obs.process_ms as f64;
+        let Some(f) = &obs.face else { return };
+        self.faces += 1;
+        self.presence += f.presence as f64;
+        if self.expression.len() < f.expression.len() {
+            self.expression.resize(f.expression.len(), 0.0);
+        }
+        for (a, p) in self.expression.iter_mut().zip(&f.expression) {
+            *a += *p as f64;
+        }
+        let c = &f.cues;
+        for (a, v) in self.cues.iter_mut().zip([
+            c.roll_deg,
+            c.yaw_deg,
+            c.pitch_deg,
+            c.smile,
+            c.brow_gap,
+            c.eye_open,
+            c.mouth_open,
+            c.face_size,
+        ]) {
+            *a += v as f64;
+        }
+        let closed = c.eyes_closed();
+        if closed && !self.eyes_were_closed {
+            self.blinks += 1;
+        }
+        self.eyes_were_closed = closed;
+        self.averted += c.averted() as u64;
+        self.detector_runs += f.detector_ran as u64;
+    }
+
+    /// The `modalities.face` object: measured values only; expression and cues null without a face.
+    pub fn summary(&self, labels: &[String], interval_s: f64) -> serde_json::Value {
+        let n = self.faces.max(1) as f64;
+        let r = |v: f64| (v * 10000.0).round() / 10000.0;
+        let (expression, dominant, cues) = if self.faces == 0 {
+            (serde_json::Value::Null, serde_json::Value::Null, serde_json::Value::Null)
+        } else {
+            let probs: serde_json::Map<String, serde_json::Value> =
+                labels.iter().zip(&self.expression).map(|(l, s)| (l.clone(), r(s / n).into())).collect();
+            let dom = labels
+                .iter()
+                .zip(&self.expression)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(l, _)| serde_json::Value::from(l.clone()))
+                .unwrap_or(serde_json::Value::Null);
+            let names = [
+                "roll_deg",
+                "yaw_deg",
+                "pitch_deg",
+                "smile",
+                "brow_gap",
+                "eye_open",
+                "mouth_open",
+                "face_size",
+            ];
+            let mut cues: serde_json::Map<String, serde_json::Value> =
+                names.iter().zip(&self.cues).map(|(k, s)| (k.to_string(), r(s / n).into())).collect();
+            cues.insert("blinks_per_min".into(), r(self.blinks as f64 * 60.0 / interval_s.max(1e-3)).into());
+            cues.insert("averted_ratio".into(), r(self.averted as f64 / n).into());
+            (serde_json::Value::Object(probs), dom, serde_json::Value::Object(cues))
+        };
+        serde_json::json!({
+            "present": self.faces > 0,
+            "frames": self.frames,
+            "face_frames": self.faces,
+            "presence_mean": if self.faces == 0 { serde_json::Value::Null } else { r(self.presence / n).into() },
+            "expression": expression,
+            "dominant": dominant,
+            "cues": cues,
+            "detector_runs": self.detector_runs,
+            "process_ms_mean": r(self.process_ms / self.frames.max(1) as f64),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,9 +264,9 @@ mod tests {
     #[test]
     fn counts_gaps_in_sequence_numbers_as_drops() {
         let mut s = VisionStage::new();
-        assert_eq!(s.process(&frame(0, 0)).dropped_before, 0);
-        assert_eq!(s.process(&frame(1, 0)).dropped_before, 0);
-        assert_eq!(s.process(&frame(4, 0)).dropped_before, 2);
+        assert_eq!(s.process(&frame(0, 0)).unwrap().dropped_before, 0);
+        assert_eq!(s.process(&frame(1, 0)).unwrap().dropped_before, 0);
+        assert_eq!(s.process(&frame(4, 0)).unwrap().dropped_before, 2);
     }
 
     #[test]
@@ -62,5 +274,38 @@ mod tests {
         assert_eq!(luma_mean(&[0; 48]), 0.0);
         assert!((luma_mean(&[255; 48]) - 1.0).abs() < 1e-6);
         assert!((luma_mean(&[51; 48]) - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn face_summary_averages_and_counts_blinks() {
+        let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut acc = FaceAcc::default();
+        let mk = |eye: f32, p: f32| FrameObs {
+            seq: 0,
+            t: 0.0,
+            dropped_before: 0,
+            luma_mean: 0.5,
+            process_ms: 2.0,
+            face: Some(FaceObs {
+                bbox: [0.0; 4],
+                presence: 1.0,
+                detection_score: None,
+                detector_ran: false,
+                cues: cues::Cues { eye_open: eye, ..Default::default() },
+                expression: vec![p, 1.0 - p],
+            }),
+        };
+        for (eye, p) in [(0.3, 1.0), (0.05, 0.0), (0.3, 1.0), (0.05, 0.0)] {
+            acc.add(&mk(eye, p));
+        }
+        acc.add(&FrameObs { face: None, ..mk(0.3, 1.0) });
+        let s = acc.summary(&labels, 5.0);
+        assert_eq!(s["frames"], 5);
+        assert_eq!(s["face_frames"], 4);
+        assert_eq!(s["expression"]["a"], 0.5);
+        assert_eq!(s["cues"]["blinks_per_min"], 24.0, "2 blinks in 5 s");
+        let empty = FaceAcc::default().summary(&labels, 5.0);
+        assert_eq!(empty["present"], false);
+        assert!(empty["expression"].is_null() && empty["cues"].is_null());
     }
 }

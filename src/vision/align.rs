@@ -1,0 +1,194 @@
+//! Image geometry for the vision stages: letterboxing, rotated square crops sampled bilinearly,
+//! and mapping points between crop and frame coordinates.
+
+/// A rotated square region of a frame: centre, side length (pixels) and rotation (radians,
+/// counter-clockwise positive in image coordinates with y down, as mediapipe defines it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Roi {
+    /// Centre x in frame pixels.
+    pub cx: f32,
+    /// Centre y in frame pixels.
+    pub cy: f32,
+    /// Side length in frame pixels.
+    pub size: f32,
+    /// Rotation in radians.
+    pub rotation: f32,
+}
+
+impl Roi {
+    /// Maps a point in crop coordinates normalised to [0, 1] to frame pixels.
+    pub fn to_frame(&self, u: f32, v: f32) -> (f32, f32) {
+        let (dx, dy) = ((u - 0.5) * self.size, (v - 0.5) * self.size);
+        let (s, c) = self.rotation.sin_cos();
+        (self.cx + dx * c - dy * s, self.cy + dx * s + dy * c)
+    }
+
+    /// Maps a frame pixel to crop coordinates normalised to [0, 1].
+    pub fn to_crop(&self, x: f32, y: f32) -> (f32, f32) {
+        let (dx, dy) = (x - self.cx, y - self.cy);
+        let (s, c) = self.rotation.sin_cos();
+        ((dx * c + dy * s) / self.size + 0.5, (-dx * s + dy * c) / self.size + 0.5)
+    }
+}
+
+/// Angle that makes the line from `a` to `b` horizontal (mediapipe's rotation convention).
+pub fn rotation_from(a: (f32, f32), b: (f32, f32)) -> f32 {
+    normalize_angle((b.1 - a.1).atan2(b.0 - a.0))
+}
+
+/// Wraps an angle to [-π, π).
+pub fn normalize_angle(a: f32) -> f32 {
+    use std::f32::consts::PI;
+    a - 2.0 * PI * ((a + PI) / (2.0 * PI)).floor()
+}
+
+/// Bilinear sample of channel `ch` of an RGB24 image at (x, y); outside the image is black.
+#[inline]
+fn sample(rgb: &[u8], w: usize, h: usize, x: f32, y: f32, ch: usize) -> f32 {
+    let x = x - 0.5;
+    let y = y - 0.5;
+    let x0 = x.floor();
+    let y0 = y.floor();
+    let (fx, fy) = (x - x0, y - y0);
+    let px = |xi: f32, yi: f32| -> f32 {
+        if xi < 0.0 || yi < 0.0 || xi >= w as f32 || yi >= h as f32 {
+            0.0
+        } else {
+            rgb[(yi as usize * w + xi as usize) * 3 + ch] as f32
+        }
+    };
+    let top = px(x0, y0) * (1.0 - fx) + px(x0 + 1.0, y0) * fx;
+    let bottom = px(x0, y0 + 1.0) * (1.0 - fx) + px(x0 + 1.0, y0 + 1.0) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// Samples `roi` of an RGB24 frame into an `out`×`out` RGB crop, each value mapped by `norm`
+/// (e.g. `|v| v / 255.0`), written as NHWC floats.
+pub fn crop_rgb(
+    rgb: &[u8],
+    w: usize,
+    h: usize,
+    roi: &Roi,
+    out: usize,
+    norm: impl Fn(f32) -> f32,
+) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(out * out * 3);
+    for v in 0..out {
+        for u in 0..out {
+            let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
+            for ch in 0..3 {
+                dst.push(norm(sample(rgb, w, h, x, y, ch)));
+            }
+        }
+    }
+    dst
+}
+
+/// Samples `roi` into an `out`×`out` grey crop (BT.601 luma), values mapped by `norm`.
+pub fn crop_gray(
+    rgb: &[u8],
+    w: usize,
+    h: usize,
+    roi: &Roi,
+    out: usize,
+    norm: impl Fn(f32) -> f32,
+) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(out * out);
+    for v in 0..out {
+        for u in 0..out {
+            let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
+            let l = 0.299 * sample(rgb, w, h, x, y, 0)
+                + 0.587 * sample(rgb, w, h, x, y, 1)
+                + 0.114 * sample(rgb, w, h, x, y, 2);
+            dst.push(norm(l));
+        }
+    }
+    dst
+}
+
+/// Letterboxing of a frame into a square model input: scale and padding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Frame pixels per model pixel.
+    pub scale: f32,
+    /// Padding on the left, in frame pixels.
+    pub pad_x: f32,
+    /// Padding on the top, in frame pixels.
+    pub pad_y: f32,
+    /// Side of the padded square, in frame pixels.
+    pub side: f32,
+}
+
+impl Letterbox {
+    /// The letterbox of a `w`×`h` frame (centred, keep aspect).
+    pub fn new(w: usize, h: usize) -> Letterbox {
+        let side = w.max(h) as f32;
+        Letterbox { scale: side, pad_x: (side - w as f32) / 2.0, pad_y: (side - h as f32) / 2.0, side }
+    }
+
+    /// The whole padded square as a [`Roi`] (no rotation).
+    pub fn roi(&self) -> Roi {
+        Roi {
+            cx: self.side / 2.0 - self.pad_x,
+            cy: self.side / 2.0 - self.pad_y,
+            size: self.side,
+            rotation: 0.0,
+        }
+    }
+
+    /// Maps normalised letterboxed coordinates to frame pixels.
+    pub fn to_frame(&self, u: f32, v: f32) -> (f32, f32) {
+        (u * self.side - self.pad_x, v * self.side - self.pad_y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roi_round_trip_with_rotation() {
+        let r = Roi { cx: 100.0, cy: 80.0, size: 50.0, rotation: 0.3 };
+        let (x, y) = r.to_frame(0.2, 0.9);
+        let (u, v) = r.to_crop(x, y);
+        assert!((u - 0.2).abs() < 1e-5 && (v - 0.9).abs() < 1e-5);
+        assert_eq!(r.to_frame(0.5, 0.5), (100.0, 80.0));
+        // Rotation by +90°: the crop's +u axis points down the frame (+y).
+        let q = Roi { rotation: std::f32::consts::FRAC_PI_2, ..r };
+        let (x, y) = q.to_frame(1.0, 0.5);
+        assert!((x - 100.0).abs() < 1e-4 && (y - 105.0).abs() < 1e-4, "{x} {y}");
+    }
+
+    #[test]
+    fn eye_line_rotation() {
+        assert_eq!(rotation_from((0.0, 0.0), (10.0, 0.0)), 0.0);
+        let a = rotation_from((0.0, 0.0), (10.0, 10.0));
+        assert!((a - std::f32::consts::FRAC_PI_4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn crop_of_an_unrotated_roi_copies_pixels() {
+        // 4x4 image whose red channel is x*10 + y.
+        let mut img = vec![0u8; 4 * 4 * 3];
+        for y in 0..4 {
+            for x in 0..4 {
+                img[(y * 4 + x) * 3] = (x * 10 + y) as u8;
+            }
+        }
+        let roi = Roi { cx: 2.0, cy: 2.0, size: 4.0, rotation: 0.0 };
+        let c = crop_rgb(&img, 4, 4, &roi, 4, |v| v);
+        for y in 0..4 {
+            for x in 0..4 {
+                assert_eq!(c[(y * 4 + x) * 3], (x * 10 + y) as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn letterbox_maps_corners() {
+        let lb = Letterbox::new(360, 288);
+        assert_eq!((lb.pad_x, lb.pad_y), (0.0, 36.0));
+        assert_eq!(lb.to_frame(0.0, 0.1), (0.0, 0.0));
+        assert_eq!(lb.to_frame(1.0, 0.9), (360.0, 288.0));
+    }
+}
