@@ -40,6 +40,15 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Accuracy checks on labelled data.
+    Eval {
+        /// Which evaluation.
+        #[command(subcommand)]
+        what: EvalCommand,
+        /// Config whose models to use (default: built-in defaults, ./models).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the config.
@@ -53,6 +62,17 @@ pub enum Command {
 pub enum ModelsAction {
     /// Check every model file against its manifest entry.
     Verify,
+}
+
+/// `affectd eval` commands.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Facial expression accuracy on a folder of class sub-folders of face images.
+    Expression {
+        /// Folder with one sub-folder per class (angry, disgust, fear, happy, neutral, sad, surprise).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 /// `affectd config` actions.
@@ -132,6 +152,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Analyze(args) => analyze(args),
         Command::Run { config } => daemon(&config),
         Command::Models { action, config } => models(action, config.as_deref()),
+        Command::Eval { what, config } => {
+            let cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default(),
+            };
+            let report = match what {
+                EvalCommand::Expression { data } => crate::eval::expression::run(&data, &cfg)?,
+            };
+            print!("{report}");
+            Ok(0)
+        }
         Command::Config { action: ConfigAction::Check { file } } => {
             let cfg = Config::load(&file)?;
             println!(

@@ -10,12 +10,14 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod fusion;
 pub mod message;
 pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod text;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -169,7 +169,7 @@ def write_report():
             "(oarriaga/face_classification: the first 80 % of fer2013.csv = the Training rows for training, "
             "the rest = PublicTest + PrivateTest for checkpoint selection). If so, it never trained on "
             "validation but its checkpoint was chosen on it, so its figure may be slightly optimistic; the "
-            "trained model's checkpoint was not chosen on validation.",
+            "trained models' checkpoints were not chosen on validation (last epoch exported).",
             "- Validation here is FER2013 PublicTest; the PrivateTest split is held back (not in shared/data) "
             "for an independent check.",
             "- Resizing uses PIL bilinear; fer itself uses cv2.resize (bilinear), so tiny differences are possible.", ""]

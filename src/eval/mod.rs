@@ -1,0 +1,5 @@
+//! `affectd eval …`: accuracy checks anyone can run on their own data. One file per command;
+//! the shared metrics are in [`metrics`].
+
+pub mod expression;
+pub mod metrics;
