@@ -156,45 +156,6 @@ pub fn locate(dir: &Path, name: &str, verify: bool) -> Result<(PathBuf, ModelEnt
     Ok((path, entry))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_manifest(dir: &Path, bytes: u64, sha: &str) {
-        let text = format!(
-            "[[model]]\nname = \"toy\"\nfile = \"toy.bin\"\nsha256 = \"{sha}\"\nbytes = {bytes}\nsource = \"test\"\nlicence = \"MIT\"\nconversion = \"tools/none\"\nlabels = [\"a\", \"b\"]\n"
-        );
-        std::fs::write(dir.join(MANIFEST), text).unwrap();
-    }
-
-    #[test]
-    fn sha256_of_known_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("abc");
-        std::fs::write(&p, b"abc").unwrap();
-        let (n, h) = sha256_file(&p).unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-
-    #[test]
-    fn verify_detects_missing_and_corrupt_files() {
-        let dir = tempfile::tempdir().unwrap();
-        write_manifest(dir.path(), 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
-        assert!(e.contains("toy.bin") && e.contains("missing"), "{e}");
-        std::fs::write(dir.path().join("toy.bin"), b"abd").unwrap();
-        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
-        assert!(e.contains("corrupt"), "{e}");
-        std::fs::write(dir.path().join("toy.bin"), b"abc").unwrap();
-        let (p, entry) = locate(dir.path(), "toy", true).unwrap();
-        assert!(p.ends_with("toy.bin"));
-        assert_eq!(entry.extra["labels"].as_array().unwrap().len(), 2);
-        let e = locate(dir.path(), "other", true).unwrap_err().to_string();
-        assert!(e.contains("no entry named `other`") && e.contains("toy"), "{e}");
-    }
-}
-
 /// A loaded, optimised tract model with one reusable run state (one per thread).
 pub struct OnnxModel {
     path: PathBuf,
@@ -259,5 +220,44 @@ impl OnnxModel {
     /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_manifest(dir: &Path, bytes: u64, sha: &str) {
+        let text = format!(
+            "[[model]]\nname = \"toy\"\nfile = \"toy.bin\"\nsha256 = \"{sha}\"\nbytes = {bytes}\nsource = \"test\"\nlicence = \"MIT\"\nconversion = \"tools/none\"\nlabels = [\"a\", \"b\"]\n"
+        );
+        std::fs::write(dir.join(MANIFEST), text).unwrap();
+    }
+
+    #[test]
+    fn sha256_of_known_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        let (n, h) = sha256_file(&p).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn verify_detects_missing_and_corrupt_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_manifest(dir.path(), 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
+        assert!(e.contains("toy.bin") && e.contains("missing"), "{e}");
+        std::fs::write(dir.path().join("toy.bin"), b"abd").unwrap();
+        let e = locate(dir.path(), "toy", true).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+        std::fs::write(dir.path().join("toy.bin"), b"abc").unwrap();
+        let (p, entry) = locate(dir.path(), "toy", true).unwrap();
+        assert!(p.ends_with("toy.bin"));
+        assert_eq!(entry.extra["labels"].as_array().unwrap().len(), 2);
+        let e = locate(dir.path(), "other", true).unwrap_err().to_string();
+        assert!(e.contains("no entry named `other`") && e.contains("toy"), "{e}");
     }
 }

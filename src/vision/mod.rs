@@ -72,6 +72,11 @@ impl VisionStage {
         VisionStage { models: Some(models), ..Default::default() }
     }
 
+    /// Forgets the tracked face, so the next frame runs the detector.
+    pub fn reset_tracking(&mut self) {
+        self.track = None;
+    }
+
     /// Model versions used (empty without models).
     pub fn versions(&self) -> BTreeMap<String, String> {
         self.models.as_ref().map(|m| m.versions.clone()).unwrap_or_default()
