@@ -175,6 +175,7 @@ pub struct FaceAcc {
     detector_runs: u64,
     process_ms: f64,
     eyes_were_closed: bool,
+    bbox: [f64; 4],
 }
 
 impl FaceAcc {
@@ -185,6 +186,9 @@ impl FaceAcc {
         let Some(f) = &obs.face else { return };
         self.faces += 1;
         self.presence += f.presence as f64;
+        for (a, v) in self.bbox.iter_mut().zip(f.bbox) {
+            *a += v as f64;
+        }
         if self.expression.len() < f.expression.len() {
             self.expression.resize(f.expression.len(), 0.0);
         }
@@ -244,8 +248,14 @@ impl FaceAcc {
             cues.insert("averted_ratio".into(), r(self.averted as f64 / n).into());
             (serde_json::Value::Object(probs), dom, serde_json::Value::Object(cues))
         };
+        let bbox = if self.faces == 0 {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(self.bbox.iter().map(|v| (v / n).round()).collect::<Vec<f64>>())
+        };
         serde_json::json!({
             "present": self.faces > 0,
+            "box": bbox,
             "frames": self.frames,
             "face_frames": self.faces,
             "presence_mean": if self.faces == 0 { serde_json::Value::Null } else { r(self.presence / n).into() },
