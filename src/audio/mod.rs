@@ -1,7 +1,9 @@
 //! Audio branch: 16 kHz mono in, per-block observations out. Today it measures level; voice
 //! activity detection, transcription and prosody plug in here (issue 4).
 
+pub mod asr;
 pub mod resample;
+pub mod vad;
 
 use crate::message::{AudioChunk, AudioObs};
 

@@ -1,5 +1,6 @@
 //! `affectd eval …`: accuracy checks anyone can run on their own data. One file per command;
 //! the shared metrics are in [`metrics`].
 
+pub mod asr;
 pub mod expression;
 pub mod metrics;
