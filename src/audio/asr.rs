@@ -205,7 +205,7 @@ pub fn check_ggml(path: &Path) -> Result<GgmlInfo> {
         r.read_exact(&mut name).map_err(|_| bad(truncated("tensor name", pos)))?;
         pos += name_len as u64;
         let name = String::from_utf8_lossy(&name).into_owned();
-        if ne[0] % block != 0 {
+        if !ne[0].is_multiple_of(block) {
             return Err(bad(format!("tensor {name}: row length {} is not a multiple of {block}", ne[0])));
         }
         let payload = ne.iter().product::<u64>() / block * bytes;
