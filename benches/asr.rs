@@ -1,6 +1,7 @@
 //! Criterion bench of whisper transcription: real-time factor of `clean/jfk.wav` (11 s) at 1 and
-//! 2 threads. Run: `AFFECTD_DATA=/path/to/shared/data cargo bench --bench asr`. RTF = reported
-//! time per iteration / 11 s. Figures in docs/speech.md.
+//! 2 threads. Run: `AFFECTD_DATA=/path/to/shared/data cargo bench --bench asr` (add
+//! `--profile dev` to skip the LTO release build: whisper.cpp is compiled -O3 either way).
+//! RTF = reported time per iteration / 11 s. Figures in docs/speech.md.
 
 use affectd::audio::asr::{Asr, AsrParams};
 use affectd::audio::vad::SpeechSegment;

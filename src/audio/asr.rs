@@ -205,7 +205,7 @@ pub fn check_ggml(path: &Path) -> Result<GgmlInfo> {
         r.read_exact(&mut name).map_err(|_| bad(truncated("tensor name", pos)))?;
         pos += name_len as u64;
         let name = String::from_utf8_lossy(&name).into_owned();
-        if ne[0] % block != 0 {
+        if !ne[0].is_multiple_of(block) {
             return Err(bad(format!("tensor {name}: row length {} is not a multiple of {block}", ne[0])));
         }
         let payload = ne.iter().product::<u64>() / block * bytes;
@@ -290,7 +290,13 @@ impl Asr {
     /// hears nothing but non-speech.
     pub fn transcribe(&mut self, seg: &SpeechSegment) -> Result<Option<Transcript>> {
         let mut segments = Vec::new();
-        for (i, chunk) in seg.samples.chunks(WINDOW).enumerate() {
+        // whisper.cpp must not see NaN or out-of-range samples.
+        let clean: std::borrow::Cow<[f32]> = if seg.samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0) {
+            std::borrow::Cow::Borrowed(&seg.samples)
+        } else {
+            seg.samples.iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }).collect()
+        };
+        for (i, chunk) in clean.chunks(WINDOW).enumerate() {
             if chunk.len() < MIN_SAMPLES {
                 continue;
             }

@@ -45,7 +45,7 @@ pub fn int_words(n: u64) -> String {
         0..=19 => ONES[n as usize].to_string(),
         20..=99 => {
             let t = TENS[(n / 10) as usize];
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 t.to_string()
             } else {
                 format!("{t} {}", ONES[(n % 10) as usize])
@@ -53,7 +53,7 @@ pub fn int_words(n: u64) -> String {
         }
         100..=999 => {
             let h = format!("{} hundred", ONES[(n / 100) as usize]);
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 h
             } else {
                 format!("{h} {}", int_words(n % 100))
@@ -68,7 +68,11 @@ pub fn int_words(n: u64) -> String {
             ] {
                 if n >= div {
                     let head = format!("{} {word}", int_words(n / div));
-                    return if n % div == 0 { head } else { format!("{head} {}", int_words(n % div)) };
+                    return if n.is_multiple_of(div) {
+                        head
+                    } else {
+                        format!("{head} {}", int_words(n % div))
+                    };
                 }
             }
             unreachable!("n >= 1000 has a divisor")
