@@ -3,3 +3,4 @@
 
 pub mod expression;
 pub mod metrics;
+pub mod text;
