@@ -4,3 +4,4 @@
 pub mod asr;
 pub mod expression;
 pub mod metrics;
+pub mod text;
