@@ -55,6 +55,7 @@ fn window(c: &mut Criterion) {
         wall_start: std::time::SystemTime::now(),
         models: Default::default(),
         face_labels: None,
+        publish_transcripts: false,
     };
     c.bench_function("window/1000_frames", |b| {
         b.iter_batched(
@@ -116,6 +117,7 @@ fn replay(c: &mut Criterion) {
                     realtime: false,
                 }),
                 vision: None,
+                speech: None,
                 audio: Some(AudioInput { source: source::open_audio(&sample).unwrap(), realtime: false }),
                 config: cfg,
                 sinks: vec![Box::new(NullSink(0))],

@@ -67,6 +67,18 @@ pub enum ModelsAction {
 /// `affectd eval` commands.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
+    /// Word error rate of the speech stage on a folder of WAVs with transcripts.tsv.
+    Asr {
+        /// Folder with WAVs and transcripts.tsv (path, duration_s, reference_transcript, note).
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Text sentiment accuracy on a CSV with columns text,label.
+    Text {
+        /// CSV file with header `text,label` (label: negative, neutral, positive).
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Facial expression accuracy on a folder of class sub-folders of face images.
     Expression {
         /// Folder with one sub-folder per class (angry, disgust, fear, happy, neutral, sad, surprise).
@@ -159,6 +171,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             let report = match what {
                 EvalCommand::Expression { data } => crate::eval::expression::run(&data, &cfg)?,
+                EvalCommand::Asr { data } => crate::eval::asr::run(&data, &cfg)?,
+                EvalCommand::Text { data } => crate::eval::text::run(&data, &cfg)?,
             };
             print!("{report}");
             Ok(0)
@@ -173,6 +187,31 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The speech stages a config asks for (models loaded here, before any thread starts).
+fn speech_stages(cfg: &Config, has_audio: bool) -> Result<Option<crate::pipeline::SpeechStages>> {
+    use crate::audio::{asr, vad};
+    if !has_audio || !cfg.speech.enabled {
+        return Ok(None);
+    }
+    let sp = &cfg.speech;
+    let (path, _) = crate::model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
+    let asr =
+        asr::Asr::load(&path, asr::AsrParams { threads: sp.asr_threads, no_speech_max: sp.no_speech_max })?;
+    let vad = vad::Vad::new(vad::VadParams {
+        min_speech_s: sp.min_speech_s,
+        min_silence_s: sp.min_silence_s,
+        max_utterance_s: sp.max_utterance_s,
+        ..Default::default()
+    });
+    let text = if cfg.text.enabled { Some(crate::text::TextModel::load(&cfg.models)?) } else { None };
+    Ok(Some(crate::pipeline::SpeechStages {
+        vad,
+        asr,
+        text,
+        publish_transcripts: cfg.privacy.publish_transcripts,
+    }))
 }
 
 /// The vision stage a config asks for (models loaded and checked here, before any thread starts).
@@ -265,6 +304,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         session_id,
         first_seq,
         vision: vision_stage(&cfg, video.is_some())?,
+        speech: speech_stages(&cfg, audio.is_some())?,
         video,
         audio,
         sinks,
@@ -311,8 +351,8 @@ fn wait_with_progress(pipeline: Pipeline, show: bool) -> Result<Summary> {
 fn print_summary(s: &Summary, stats: bool) {
     let speed = if s.wall_seconds > 0.0 { s.media_seconds / s.wall_seconds } else { 0.0 };
     eprintln!(
-        "affectd: {} intervals, {} frames analysed ({} dropped), {:.1} s audio, {:.1} s media in {:.2} s ({:.1}x real time), session {}",
-        s.intervals, s.frames, s.frames_dropped, s.audio_seconds, s.media_seconds, s.wall_seconds, speed, s.session_id
+        "affectd: {} intervals, {} frames analysed ({} dropped), {:.1} s audio, {} utterances, {:.1} s media in {:.2} s ({:.1}x real time), session {}",
+        s.intervals, s.frames, s.frames_dropped, s.audio_seconds, s.utterances, s.media_seconds, s.wall_seconds, speed, s.session_id
     );
     if s.late_observations > 0 {
         eprintln!(
@@ -380,6 +420,7 @@ fn daemon(config: &Path) -> Result<i32> {
         session_id,
         first_seq,
         vision: vision_stage(&cfg, video.is_some())?,
+        speech: speech_stages(&cfg, audio.is_some())?,
         video,
         audio,
         sinks,

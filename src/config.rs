@@ -27,6 +27,10 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Face detection, landmarks and expression.
     pub vision: VisionConfig,
+    /// Voice activity detection and transcription.
+    pub speech: SpeechConfig,
+    /// Sentence encoder and text sentiment.
+    pub text: TextConfig,
     /// What may leave the device.
     pub privacy: PrivacyConfig,
 }
@@ -264,6 +268,52 @@ impl Default for VisionConfig {
     }
 }
 
+/// Voice activity detection and Whisper transcription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeechConfig {
+    /// Detect speech and transcribe it.
+    pub enabled: bool,
+    /// Threads for whisper.cpp (1 leaves the other cores to vision; ggml threads spin-wait).
+    pub asr_threads: usize,
+    /// Segments whose no-speech probability is above this are dropped (Whisper invents text on silence).
+    pub no_speech_max: f32,
+    /// Shortest speech run that counts, seconds.
+    pub min_speech_s: f64,
+    /// Silence that ends an utterance, seconds.
+    pub min_silence_s: f64,
+    /// Longer utterances are cut (Whisper's window is 30 s).
+    pub max_utterance_s: f64,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        let v = crate::audio::vad::VadParams::default();
+        SpeechConfig {
+            enabled: true,
+            asr_threads: 1,
+            no_speech_max: 0.6,
+            min_speech_s: v.min_speech_s,
+            min_silence_s: v.min_silence_s,
+            max_utterance_s: v.max_utterance_s,
+        }
+    }
+}
+
+/// The text stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextConfig {
+    /// Encode each utterance and estimate its sentiment.
+    pub enabled: bool,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        TextConfig { enabled: true }
+    }
+}
+
 /// What may leave the device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -281,6 +331,8 @@ impl Default for Config {
             sink: SinkConfig::default(),
             models: ModelsConfig::default(),
             vision: VisionConfig::default(),
+            speech: SpeechConfig::default(),
+            text: TextConfig::default(),
             privacy: PrivacyConfig::default(),
         }
     }
@@ -411,6 +463,26 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&v.min_face_presence) {
             return bad("vision.min_face_presence", &v.min_face_presence, "allowed: 0 to 1");
+        }
+        let sp = &self.speech;
+        if !(1..=16).contains(&sp.asr_threads) {
+            return bad("speech.asr_threads", &sp.asr_threads, "allowed: 1 to 16");
+        }
+        if !(0.0..=1.0).contains(&sp.no_speech_max) {
+            return bad("speech.no_speech_max", &sp.no_speech_max, "allowed: 0 to 1");
+        }
+        if !(sp.max_utterance_s > 1.0 && sp.max_utterance_s <= 30.0) {
+            return bad(
+                "speech.max_utterance_s",
+                &sp.max_utterance_s,
+                "allowed: more than 1, at most 30 seconds",
+            );
+        }
+        if !(sp.min_speech_s > 0.0 && sp.min_speech_s < sp.max_utterance_s) {
+            return bad("speech.min_speech_s", &sp.min_speech_s, "allowed: above 0, below max_utterance_s");
+        }
+        if !(sp.min_silence_s > 0.0 && sp.min_silence_s <= 10.0) {
+            return bad("speech.min_silence_s", &sp.min_silence_s, "allowed: above 0, at most 10 seconds");
         }
         let m = &self.sink.mqtt;
         if m.enabled {

@@ -107,6 +107,23 @@ impl AudioObs {
     }
 }
 
+/// One transcribed utterance and what its words mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UtteranceObs {
+    /// Per-session utterance number.
+    pub seq: u64,
+    /// Media time the speech starts.
+    pub start: f64,
+    /// Media time the speech ends.
+    pub end: f64,
+    /// The transcript (kept on the device; published only when privacy.publish_transcripts, redacted).
+    pub text: String,
+    /// Text sentiment probabilities (negative, neutral, positive), when the text stage runs.
+    pub probs: Option<[f32; 3]>,
+    /// Sentence embedding (384-d), when the text stage runs.
+    pub embedding: Option<Vec<f32>>,
+}
+
 /// An observation a stage contributes to interval aggregation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
@@ -114,6 +131,8 @@ pub enum Observation {
     Frame(FrameObs),
     /// A block of audio was measured.
     Audio(AudioObs),
+    /// An utterance was transcribed (and its sentiment estimated).
+    Utterance(UtteranceObs),
 }
 
 impl Observation {
@@ -122,6 +141,8 @@ impl Observation {
         match self {
             Observation::Frame(f) => f.t,
             Observation::Audio(a) => a.midpoint(),
+            // An utterance belongs to the interval holding its midpoint.
+            Observation::Utterance(u) => (u.start + u.end) / 2.0,
         }
     }
 }

@@ -35,6 +35,41 @@ use std::time::{Duration, Instant, SystemTime};
 /// Audio is cut into chunks of this many samples (100 ms) before the audio stage.
 pub const AUDIO_CHUNK: usize = (AUDIO_RATE / 10) as usize;
 
+/// The speech branch: voice activity detection, transcription and (optionally) text sentiment.
+pub struct SpeechStages {
+    /// Voice activity detector, fed by the audio stage.
+    pub vad: crate::audio::vad::Vad,
+    /// Whisper, in its own thread.
+    pub asr: crate::audio::asr::Asr,
+    /// Sentence encoder + sentiment head, in its own thread; `None` = transcripts only.
+    pub text: Option<crate::text::TextModel>,
+    /// Publish redacted transcripts in interval messages.
+    pub publish_transcripts: bool,
+}
+
+impl SpeechStages {
+    /// Model name → version of the speech and text models.
+    pub fn versions(&self) -> std::collections::BTreeMap<String, String> {
+        let mut v = self.text.as_ref().map(|t| t.versions()).unwrap_or_default();
+        v.insert("asr".into(), self.asr.version());
+        v
+    }
+}
+
+/// What flows from the audio stage to the ASR thread.
+enum SpeechMsg {
+    Segment(crate::audio::vad::SpeechSegment),
+    Watermark(f64),
+    End(f64),
+}
+
+/// What flows from the ASR thread to the text thread.
+enum UtteranceMsg {
+    Utterance(crate::audio::asr::Transcript),
+    Watermark(f64),
+    End(f64),
+}
+
 /// A video source and how to pace it.
 pub struct VideoInput {
     /// The source.
@@ -67,6 +102,8 @@ pub struct Topology {
     pub vision: Option<VisionStage>,
     /// Audio branch, if any.
     pub audio: Option<AudioInput>,
+    /// Speech stages on the audio branch; `None` = audio level only.
+    pub speech: Option<SpeechStages>,
     /// Where messages go.
     pub sinks: Vec<Box<dyn Sink>>,
     /// Set to end the session gracefully (signal handler, caller).
@@ -78,6 +115,7 @@ struct Counters {
     intervals: AtomicU64,
     frames: AtomicU64,
     audio_samples: AtomicU64,
+    utterances: AtomicU64,
     late: AtomicU64,
     progress_bits: AtomicU64,
 }
@@ -110,6 +148,8 @@ pub struct Summary {
     pub frames_dropped: u64,
     /// Seconds of audio analysed.
     pub audio_seconds: f64,
+    /// Utterances transcribed.
+    pub utterances: u64,
     /// Media time covered.
     pub media_seconds: f64,
     /// Wall-clock seconds the session took.
@@ -161,8 +201,18 @@ fn rss_mib() -> Option<f64> {
 impl Pipeline {
     /// Builds the graph and starts every thread.
     pub fn start(topo: Topology) -> Result<Pipeline> {
-        let Topology { config: cfg, device_id, session_id, first_seq, video, vision, audio, sinks, stop } =
-            topo;
+        let Topology {
+            config: cfg,
+            device_id,
+            session_id,
+            first_seq,
+            video,
+            vision,
+            audio,
+            speech,
+            sinks,
+            stop,
+        } = topo;
         if video.is_none() && audio.is_none() {
             return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
         }
@@ -172,8 +222,13 @@ impl Pipeline {
             session_id,
             first_seq,
             wall_start: SystemTime::now(),
-            models: vision.as_ref().map(|v| v.versions()).unwrap_or_default(),
+            models: {
+                let mut m = vision.as_ref().map(|v| v.versions()).unwrap_or_default();
+                m.extend(speech.as_ref().map(|s| s.versions()).unwrap_or_default());
+                m
+            },
             face_labels: vision.as_ref().map(|v| v.labels()).filter(|l| !l.is_empty()),
+            publish_transcripts: speech.as_ref().is_some_and(|s| s.publish_transcripts),
         };
         let duration = [
             video.as_ref().and_then(|v| v.source.duration()),
@@ -212,8 +267,24 @@ impl Pipeline {
             channels.push(s);
             let stop2 = stop.clone();
             threads.push(spawn("audio-source", stop.clone(), move || audio_source(a, tx, started, &stop2))?);
+            let mut vad = None;
+            if let Some(sp) = speech {
+                let sp_producer = producers.len();
+                producers.push(ProducerKind::Speech);
+                let (seg_tx, seg_rx, s) = channel::bounded::<SpeechMsg>("audio->asr", 64, Overflow::Block);
+                channels.push(s);
+                let (utt_tx, utt_rx, s) = channel::bounded::<UtteranceMsg>("asr->text", 64, Overflow::Block);
+                channels.push(s);
+                vad = Some((sp.vad, seg_tx));
+                let asr = sp.asr;
+                threads.push(spawn("asr", stop.clone(), move || asr_stage(asr, seg_rx, utt_tx))?);
+                let (obs, c, text) = (obs_tx.clone(), counters.clone(), sp.text);
+                threads.push(spawn("text", stop.clone(), move || {
+                    text_stage(text, utt_rx, obs, sp_producer, &c)
+                })?);
+            }
             let (obs, c) = (obs_tx.clone(), counters.clone());
-            threads.push(spawn("audio", stop.clone(), move || audio_stage(rx, obs, producer, &c))?);
+            threads.push(spawn("audio", stop.clone(), move || audio_stage(rx, obs, producer, &c, vad))?);
         }
         drop(obs_tx);
 
@@ -278,6 +349,7 @@ impl Pipeline {
             frames: c.frames.load(Ordering::Relaxed),
             frames_dropped: dropped,
             audio_seconds: c.audio_samples.load(Ordering::Relaxed) as f64 / AUDIO_RATE as f64,
+            utterances: c.utterances.load(Ordering::Relaxed),
             media_seconds: f64::from_bits(c.progress_bits.load(Ordering::Relaxed)),
             wall_seconds: self.started.elapsed().as_secs_f64(),
             late_observations: c.late.load(Ordering::Relaxed),
@@ -398,6 +470,7 @@ fn audio_stage(
     tx: MeteredSender<Envelope>,
     producer: usize,
     c: &Counters,
+    mut vad: Option<(crate::audio::vad::Vad, MeteredSender<SpeechMsg>)>,
 ) -> Result<()> {
     let mut stage = LevelStage;
     let mut end_of_audio = 0.0f64;
@@ -406,13 +479,100 @@ fn audio_stage(
         c.audio_samples.fetch_add(chunk.samples.len() as u64, Ordering::Relaxed);
         let end = chunk.t + chunk.duration();
         end_of_audio = end;
+        if let Some((v, seg_tx)) = vad.as_mut() {
+            for seg in v.push(&chunk) {
+                let _ = seg_tx.send(SpeechMsg::Segment(seg));
+            }
+            let _ = seg_tx.send(SpeechMsg::Watermark(v.watermark()));
+        }
         for event in [Event::Obs(Observation::Audio(obs)), Event::Progress(end)] {
             if tx.send(Envelope { producer, event }).is_err() {
                 return Ok(());
             }
         }
     }
+    if let Some((mut v, seg_tx)) = vad {
+        for seg in v.finish() {
+            let _ = seg_tx.send(SpeechMsg::Segment(seg));
+        }
+        let _ = seg_tx.send(SpeechMsg::End(end_of_audio));
+    }
     let _ = tx.send(Envelope { producer, event: Event::End(end_of_audio) });
+    Ok(())
+}
+
+fn asr_stage(
+    mut asr: crate::audio::asr::Asr,
+    rx: MeteredReceiver<SpeechMsg>,
+    tx: MeteredSender<UtteranceMsg>,
+) -> Result<()> {
+    while let Some(msg) = rx.recv() {
+        let out = match msg {
+            SpeechMsg::Segment(seg) => match asr.transcribe(&seg) {
+                Ok(Some(t)) => UtteranceMsg::Utterance(t),
+                Ok(None) => UtteranceMsg::Watermark(seg.start),
+                Err(e) => {
+                    let _ = tx.send(UtteranceMsg::End(seg.end));
+                    return Err(e);
+                }
+            },
+            SpeechMsg::Watermark(w) => UtteranceMsg::Watermark(w),
+            SpeechMsg::End(t) => UtteranceMsg::End(t),
+        };
+        if tx.send(out).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn text_stage(
+    mut model: Option<crate::text::TextModel>,
+    rx: MeteredReceiver<UtteranceMsg>,
+    tx: MeteredSender<Envelope>,
+    producer: usize,
+    c: &Counters,
+) -> Result<()> {
+    let mut seq = 0;
+    let mut ended = None;
+    while let Some(msg) = rx.recv() {
+        let event = match msg {
+            UtteranceMsg::Utterance(t) => {
+                let (probs, embedding) = match model.as_mut() {
+                    Some(m) => match m.analyze(&t.text) {
+                        Ok(s) => (Some(s.probs), Some(s.embedding)),
+                        Err(e) => {
+                            let _ = tx.send(Envelope { producer, event: Event::End(t.end) });
+                            return Err(e);
+                        }
+                    },
+                    None => (None, None),
+                };
+                c.utterances.fetch_add(1, Ordering::Relaxed);
+                seq += 1;
+                Event::Obs(Observation::Utterance(crate::message::UtteranceObs {
+                    seq: seq - 1,
+                    start: t.start,
+                    end: t.end,
+                    text: t.text,
+                    probs,
+                    embedding,
+                }))
+            }
+            UtteranceMsg::Watermark(w) => Event::Progress(w),
+            UtteranceMsg::End(t) => {
+                ended = Some(t);
+                Event::End(t)
+            }
+        };
+        if tx.send(Envelope { producer, event }).is_err() {
+            return Ok(());
+        }
+    }
+    if ended.is_none() {
+        // The ASR thread failed before ending the stream: close the branch anyway.
+        let _ = tx.send(Envelope { producer, event: Event::End(0.0) });
+    }
     Ok(())
 }
 

@@ -38,8 +38,10 @@ fn shared_grid_recording_gives_seven_valid_intervals() {
         }
         // Every interval holds speech (GRID sentences every 3 s), well above silence.
         assert!(a["rms_dbfs"].as_f64().unwrap() > -40.0, "interval {i}: {a}");
-        // Not invented: stages that do not exist yet stay null.
-        assert!(l["sentiment"].is_null() && l["modalities"]["face"].is_null());
+        // Not invented: stages that do not exist yet (fusion, voice prosody) stay null.
+        assert!(
+            l["sentiment"].is_null() && l["incongruence"].is_null() && l["modalities"]["voice"].is_null()
+        );
     }
     // Each clip's MP2 track is ~22 ms shorter than its video, so the joined audio ends ~0.25 s early.
     let audio: f64 = lines.iter().map(|l| l["inputs"]["audio"]["seconds"].as_f64().unwrap()).sum();

@@ -16,6 +16,8 @@ pub enum ProducerKind {
     Video,
     /// Per-block audio observations (audio branch).
     Audio,
+    /// Transcribed utterances with their text sentiment (speech → text branch).
+    Speech,
 }
 
 /// Identity of the session the reports belong to.
@@ -33,6 +35,8 @@ pub struct SessionInfo {
     pub models: BTreeMap<String, String>,
     /// Expression labels when the vision models run (then `modalities.face` is filled).
     pub face_labels: Option<Vec<String>>,
+    /// Publish the (redacted) transcript in `modalities.text.transcript`.
+    pub publish_transcripts: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +57,7 @@ struct Acc {
     sum_sq: f64,
     peak: f32,
     face: crate::vision::FaceAcc,
+    utterances: Vec<crate::message::UtteranceObs>,
 }
 
 /// Aggregates observations into [`IntervalReport`]s.
@@ -144,6 +149,10 @@ impl IntervalWindow {
                         acc.luma_sum += f.luma_mean as f64;
                         p.media_end = p.media_end.max(f.t + self.frame_period);
                     }
+                    Observation::Utterance(u) => {
+                        p.media_end = p.media_end.max(u.end);
+                        acc.utterances.push(u);
+                    }
                     Observation::Audio(a) => {
                         acc.audio_samples += a.samples as u64;
                         acc.sum_sq += a.sum_sq;
@@ -213,7 +222,9 @@ impl IntervalWindow {
             incongruence: None,
             modalities: Modalities {
                 face: self.session.face_labels.as_ref().map(|l| acc.face.summary(l, end_s - start_s)),
-                ..Default::default()
+                text: has(ProducerKind::Speech)
+                    .then(|| text_summary(&acc.utterances, self.session.publish_transcripts)),
+                voice: None,
             },
             inputs: Inputs { video, audio },
             models: self.session.models.clone(),
@@ -221,6 +232,50 @@ impl IntervalWindow {
         self.seq += 1;
         report
     }
+}
+
+/// The `modalities.text` object: utterances in the interval, their duration-weighted text
+/// sentiment (null when none was estimated), and the redacted transcript only when opted in.
+pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: bool) -> serde_json::Value {
+    const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+    let r = |v: f64| (v * 10000.0).round() / 10000.0;
+    let mut probs = [0.0f64; 3];
+    let mut weight = 0.0;
+    for u in utts {
+        if let Some(p) = u.probs {
+            let w = (u.end - u.start).max(0.1);
+            for k in 0..3 {
+                probs[k] += p[k] as f64 * w;
+            }
+            weight += w;
+        }
+    }
+    let sentiment = if weight > 0.0 {
+        let p: Vec<f64> = probs.iter().map(|v| v / weight).collect();
+        let best = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(1);
+        serde_json::json!({
+            "label": LABELS[best],
+            "score": r(p[2] - p[0]),
+            "probs": {"negative": r(p[0]), "neutral": r(p[1]), "positive": r(p[2])},
+            "confidence": r(p[best]),
+        })
+    } else {
+        serde_json::Value::Null
+    };
+    let transcript = if publish_transcripts && !utts.is_empty() {
+        let joined: Vec<String> = utts.iter().map(|u| crate::text::redact::redact(u.text.trim())).collect();
+        serde_json::Value::from(joined.join(" "))
+    } else {
+        serde_json::Value::Null
+    };
+    serde_json::json!({
+        "present": !utts.is_empty(),
+        "utterances": utts.len(),
+        "speech_s": r(utts.iter().map(|u| u.end - u.start).sum::<f64>()),
+        "words": utts.iter().map(|u| u.text.split_whitespace().count()).sum::<usize>(),
+        "sentiment": sentiment,
+        "transcript": transcript,
+    })
 }
 
 #[cfg(test)]
@@ -236,6 +291,7 @@ mod tests {
             wall_start: SystemTime::UNIX_EPOCH,
             models: BTreeMap::new(),
             face_labels: None,
+            publish_transcripts: false,
         }
     }
 
