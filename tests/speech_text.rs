@@ -18,7 +18,10 @@ fn grid_recording_yields_utterances_with_text_sentiment_and_no_transcripts_by_de
     for l in &lines {
         let t = &l["modalities"]["text"];
         assert!(t.is_object(), "{l}");
-        assert!(t["transcript"].is_null(), "transcripts stay on the device by default");
+        assert!(
+            t["transcript"].is_null() && t["segments"].is_null(),
+            "transcripts stay on the device by default"
+        );
         let n = t["utterances"].as_u64().unwrap();
         utterances += n;
         if n > 0 {
@@ -49,6 +52,15 @@ fn opted_in_transcripts_are_timed_and_redacted() {
     assert!(t.contains("now") && t.split_whitespace().count() >= 2, "{t}");
     let jfk = data_dir().join("speech/clean/jfk.wav");
     let lines = analyze_lines(&[s(&jfk), "--config", s(&cfg), "--interval", "20s", "--quiet"]);
+    let segs = lines[0]["modalities"]["text"]["segments"].as_array().unwrap();
+    assert!(!segs.is_empty());
+    let mut last_end = 0.0;
+    for seg in segs {
+        let (a, b) = (seg["start_s"].as_f64().unwrap(), seg["end_s"].as_f64().unwrap());
+        // Media-time timestamps inside jfk.wav (11 s), in order, not overlapping.
+        assert!(a >= last_end - 1e-6 && b > a && b <= 11.0 + 1e-6, "{segs:?}");
+        last_end = b;
+    }
     let t = affectd::eval::asr::normalize(lines[0]["modalities"]["text"]["transcript"].as_str().unwrap())
         .join(" ");
     assert!(t.contains("ask not what your country can do for you"), "{t}");

@@ -235,7 +235,8 @@ impl IntervalWindow {
 }
 
 /// The `modalities.text` object: utterances in the interval, their duration-weighted text
-/// sentiment (null when none was estimated), and the redacted transcript only when opted in.
+/// sentiment (null when none was estimated), and — only when opted in — the redacted transcript
+/// and its utterances with media-time start/end (`segments`).
 pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: bool) -> serde_json::Value {
     const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
     let r = |v: f64| (v * 10000.0).round() / 10000.0;
@@ -262,11 +263,16 @@ pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: 
     } else {
         serde_json::Value::Null
     };
-    let transcript = if publish_transcripts && !utts.is_empty() {
-        let joined: Vec<String> = utts.iter().map(|u| crate::text::redact::redact(u.text.trim())).collect();
-        serde_json::Value::from(joined.join(" "))
+    let (transcript, timed) = if publish_transcripts && !utts.is_empty() {
+        let redacted: Vec<String> = utts.iter().map(|u| crate::text::redact::redact(u.text.trim())).collect();
+        let timed: Vec<serde_json::Value> = utts
+            .iter()
+            .zip(&redacted)
+            .map(|(u, t)| serde_json::json!({"start_s": r(u.start), "end_s": r(u.end), "text": t}))
+            .collect();
+        (serde_json::Value::from(redacted.join(" ")), serde_json::Value::from(timed))
     } else {
-        serde_json::Value::Null
+        (serde_json::Value::Null, serde_json::Value::Null)
     };
     serde_json::json!({
         "present": !utts.is_empty(),
@@ -275,6 +281,7 @@ pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: 
         "words": utts.iter().map(|u| u.text.split_whitespace().count()).sum::<usize>(),
         "sentiment": sentiment,
         "transcript": transcript,
+        "segments": timed,
     })
 }
 
