@@ -189,6 +189,30 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The stage graph a config asks for, with the model stages loaded (before any thread starts).
+fn topology(
+    cfg: &Config,
+    session_id: String,
+    first_seq: u64,
+    video: Option<VideoInput>,
+    audio: Option<AudioInput>,
+    sinks: Vec<Box<dyn sink::Sink>>,
+    stop: Arc<AtomicBool>,
+) -> Result<Topology> {
+    Ok(Topology {
+        config: cfg.pipeline.clone(),
+        device_id: cfg.device_id.clone(),
+        session_id,
+        first_seq,
+        vision: vision_stage(cfg, video.is_some())?,
+        speech: speech_stages(cfg, audio.is_some())?,
+        video,
+        audio,
+        sinks,
+        stop,
+    })
+}
+
 /// The speech stages a config asks for (models loaded here, before any thread starts).
 fn speech_stages(cfg: &Config, has_audio: bool) -> Result<Option<crate::pipeline::SpeechStages>> {
     use crate::audio::{asr, vad};
@@ -298,18 +322,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     register_signals(&stop)?;
-    let topo = Topology {
-        config: cfg.pipeline.clone(),
-        device_id: cfg.device_id.clone(),
-        session_id,
-        first_seq,
-        vision: vision_stage(&cfg, video.is_some())?,
-        speech: speech_stages(&cfg, audio.is_some())?,
-        video,
-        audio,
-        sinks,
-        stop,
-    };
+    let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop)?;
     let pipeline = Pipeline::start(topo)?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let summary = wait_with_progress(pipeline, show_progress)?;
@@ -414,18 +427,7 @@ fn daemon(config: &Path) -> Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
     register_signals(&stop)?;
     log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
-    let topo = Topology {
-        config: cfg.pipeline.clone(),
-        device_id: cfg.device_id.clone(),
-        session_id,
-        first_seq,
-        vision: vision_stage(&cfg, video.is_some())?,
-        speech: speech_stages(&cfg, audio.is_some())?,
-        video,
-        audio,
-        sinks,
-        stop: stop.clone(),
-    };
+    let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop.clone())?;
     let summary = Pipeline::start(topo)?.wait()?;
     log::info!(
         "stopped ({}): {} intervals published, {} frames analysed, {} dropped",
