@@ -118,6 +118,7 @@ fn replay(c: &mut Criterion) {
                 }),
                 vision: None,
                 speech: None,
+                fusion: None,
                 audio: Some(AudioInput { source: source::open_audio(&sample).unwrap(), realtime: false }),
                 config: cfg,
                 sinks: vec![Box::new(NullSink(0))],

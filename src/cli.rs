@@ -79,6 +79,36 @@ pub enum EvalCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Fused sentiment and incongruence on a pairs file (faces,text,wav,label,incongruent).
+    Fusion {
+        /// CSV with header `faces,text,wav,label,incongruent` (docs/fusion.md).
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Also print the baselines: the head fed one modality only, early and late fusion.
+        #[arg(long)]
+        per_modality: bool,
+        /// Write each row's stage outputs as JSON lines here (training input; needs no fusion model).
+        #[arg(long)]
+        dump_features: Option<PathBuf>,
+    },
+    /// Write a deterministic pseudo-paired fusion set from the shared data (docs/fusion.md).
+    MakePairs {
+        /// The shared data folder (default: $AFFECTD_DATA, else ../shared/data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Which split of the data sets to draw from.
+        #[arg(long, value_enum)]
+        split: crate::eval::pairs::Split,
+        /// Number of pairs.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Facial expression accuracy on a folder of class sub-folders of face images.
     Expression {
         /// Folder with one sub-folder per class (angry, disgust, fear, happy, neutral, sad, surprise).
@@ -173,6 +203,30 @@ pub fn run(cli: Cli) -> Result<i32> {
                 EvalCommand::Expression { data } => crate::eval::expression::run(&data, &cfg)?,
                 EvalCommand::Asr { data } => crate::eval::asr::run(&data, &cfg)?,
                 EvalCommand::Text { data } => crate::eval::text::run(&data, &cfg)?,
+                EvalCommand::Fusion { pairs, per_modality, dump_features } => {
+                    crate::eval::fusion::run(&pairs, &cfg, per_modality, dump_features.as_deref())?
+                }
+                EvalCommand::MakePairs { data, split, n, seed, out } => {
+                    let data = data
+                        .or_else(|| std::env::var_os("AFFECTD_DATA").map(PathBuf::from))
+                        .unwrap_or_else(|| PathBuf::from("../shared/data"));
+                    let pairs = crate::eval::pairs::generate(&data, split, n, seed)?;
+                    crate::eval::pairs::write_csv(&pairs, &out)?;
+                    let inc = pairs.iter().filter(|p| p.incongruent).count();
+                    let mut counts = [0usize; 3];
+                    for p in &pairs {
+                        counts[p.label] += 1;
+                    }
+                    format!(
+                        "wrote {} pairs to {} (negative {}, neutral {}, positive {}; incongruent {})\n",
+                        pairs.len(),
+                        out.display(),
+                        counts[0],
+                        counts[1],
+                        counts[2],
+                        inc
+                    )
+                }
             };
             print!("{report}");
             Ok(0)
@@ -199,18 +253,39 @@ fn topology(
     sinks: Vec<Box<dyn sink::Sink>>,
     stop: Arc<AtomicBool>,
 ) -> Result<Topology> {
+    let vision = vision_stage(cfg, video.is_some())?;
+    let speech = speech_stages(cfg, audio.is_some())?;
+    let labels = vision.as_ref().map(|v| v.labels()).filter(|l| !l.is_empty());
+    let has_text = speech.as_ref().is_some_and(|s| s.text.is_some());
     Ok(Topology {
         config: cfg.pipeline.clone(),
         device_id: cfg.device_id.clone(),
         session_id,
         first_seq,
-        vision: vision_stage(cfg, video.is_some())?,
-        speech: speech_stages(cfg, audio.is_some())?,
+        fusion: fusion_stage(cfg, labels.as_deref(), has_text)?,
+        vision,
+        speech,
         video,
         audio,
         sinks,
         stop,
     })
+}
+
+/// The fusion head, when enabled and some model stage (faces or words) feeds it.
+fn fusion_stage(
+    cfg: &Config,
+    face_labels: Option<&[String]>,
+    has_text: bool,
+) -> Result<Option<crate::fusion::stage::FusionStage>> {
+    use crate::fusion::{head, stage};
+    if !cfg.fusion.enabled || (face_labels.is_none() && !has_text) {
+        return Ok(None);
+    }
+    let (path, entry) = crate::model::locate(&cfg.models.dir, head::HEAD, cfg.models.verify)?;
+    let version = format!("{}@{}", entry.file, &entry.sha256[..12.min(entry.sha256.len())]);
+    let h = head::FusionHead::load(&path, &entry, face_labels)?;
+    Ok(Some(stage::FusionStage::new(h, version, &cfg.fusion)))
 }
 
 /// The speech stages a config asks for (models loaded here, before any thread starts).

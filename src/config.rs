@@ -33,6 +33,8 @@ pub struct Config {
     pub text: TextConfig,
     /// What may leave the device.
     pub privacy: PrivacyConfig,
+    /// Interval fusion and the unexpressed-dissatisfaction alert.
+    pub fusion: FusionConfig,
 }
 
 /// Timing and queueing of the stage graph.
@@ -314,6 +316,26 @@ impl Default for TextConfig {
     }
 }
 
+/// Interval fusion: the attention head over face and words, and the alert it drives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FusionConfig {
+    /// Run the fusion head on every interval (fills `sentiment`, `incongruence`, `fusion`).
+    pub enabled: bool,
+    /// Incongruence probability at or above which an interval is flagged (0 to 1).
+    pub incongruence_threshold: f32,
+    /// Publish an alert after this many consecutive flagged intervals (debounce; 1 or more).
+    pub alert_after: u32,
+    /// After an alert, this many consecutive unflagged intervals re-arm it (1 or more).
+    pub alert_rearm_after: u32,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        FusionConfig { enabled: true, incongruence_threshold: 0.5, alert_after: 2, alert_rearm_after: 2 }
+    }
+}
+
 /// What may leave the device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -334,6 +356,7 @@ impl Default for Config {
             speech: SpeechConfig::default(),
             text: TextConfig::default(),
             privacy: PrivacyConfig::default(),
+            fusion: FusionConfig::default(),
         }
     }
 }
@@ -483,6 +506,16 @@ impl Config {
         }
         if !(sp.min_silence_s > 0.0 && sp.min_silence_s <= 10.0) {
             return bad("speech.min_silence_s", &sp.min_silence_s, "allowed: above 0, at most 10 seconds");
+        }
+        let fu = &self.fusion;
+        if !(0.0..=1.0).contains(&fu.incongruence_threshold) {
+            return bad("fusion.incongruence_threshold", &fu.incongruence_threshold, "allowed: 0 to 1");
+        }
+        if !(1..=1000).contains(&fu.alert_after) {
+            return bad("fusion.alert_after", &fu.alert_after, "allowed: 1 to 1000 intervals");
+        }
+        if !(1..=1000).contains(&fu.alert_rearm_after) {
+            return bad("fusion.alert_rearm_after", &fu.alert_rearm_after, "allowed: 1 to 1000 intervals");
         }
         let m = &self.sink.mqtt;
         if m.enabled {

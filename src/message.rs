@@ -15,6 +15,8 @@ pub const AUDIO_RATE: u32 = 16_000;
 pub const INTERVAL_SCHEMA: &str = "affectd.interval/1";
 /// Schema identifier written into every status message.
 pub const STATUS_SCHEMA: &str = "affectd.status/1";
+/// Schema identifier written into every alert message.
+pub const ALERT_SCHEMA: &str = "affectd.alert/1";
 /// Schema identifier written into every metrics message.
 pub const METRICS_SCHEMA: &str = "affectd.metrics/1";
 
@@ -182,12 +184,14 @@ pub struct IntervalReport {
     pub seq: u64,
     /// The interval's span.
     pub interval: IntervalSpan,
-    /// Fused customer sentiment; null until the fusion stage exists.
+    /// Fused customer sentiment; null when fusion is off or nothing was seen or heard.
     pub sentiment: Option<Sentiment>,
-    /// Unexpressed-dissatisfaction estimate; null until the fusion stage exists.
+    /// Unexpressed-dissatisfaction estimate; null when fusion is off or face or words are missing.
     pub incongruence: Option<Incongruence>,
     /// Per-modality summaries; each is null while its stage does not exist.
     pub modalities: Modalities,
+    /// How the fusion head weighed the modalities; null when fusion is off.
+    pub fusion: Option<FusionInfo>,
     /// What flowed in from the sources during the interval (always present).
     pub inputs: Inputs,
     /// Model name → version/sha of every model that contributed.
@@ -229,6 +233,54 @@ pub struct Incongruence {
     pub probability: f64,
     /// True when the probability is above the configured threshold.
     pub flag: bool,
+}
+
+/// The fusion head's explanation of one interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionInfo {
+    /// Attention mass per modality (`face`, `voice`, `text`): sums to 1 over the modalities that
+    /// contributed, 0 for a missing one.
+    pub attention: BTreeMap<String, f64>,
+    /// Tokens each modality contributed (analysed frames with a face, utterances).
+    pub tokens: BTreeMap<String, u64>,
+    /// Modalities that contributed nothing, with why (`no face in view`, `nobody spoke`, …).
+    pub missing: BTreeMap<String, String>,
+    /// The head that produced `sentiment` and `incongruence` (`file@sha256-prefix`).
+    pub model: String,
+}
+
+/// The unexpressed-dissatisfaction alert (schema `affectd.alert/1`): published once when the
+/// incongruence probability stayed at or above the threshold for N consecutive intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMessage {
+    /// Always [`ALERT_SCHEMA`].
+    pub schema: String,
+    /// The device's configured id.
+    pub device_id: String,
+    /// The session's id.
+    pub session_id: String,
+    /// Always `unexpressed_dissatisfaction`.
+    pub kind: String,
+    /// `seq` of the intervals that raised it (N consecutive).
+    pub intervals: Vec<u64>,
+    /// Media time the first of them starts, seconds.
+    pub start_s: f64,
+    /// Media time the last of them ends, seconds.
+    pub end_s: f64,
+    /// Wall clock of `end_s`, RFC 3339 UTC.
+    pub wall: String,
+    /// Mean incongruence probability over those intervals.
+    pub probability: f64,
+    /// The threshold it stayed at or above.
+    pub threshold: f64,
+    /// The fused sentiment of the last interval.
+    pub sentiment: Option<Sentiment>,
+    /// What the face showed most (dominant expression of the last interval), when seen.
+    pub face: Option<String>,
+    /// The words' own sentiment label in the last interval, when someone spoke.
+    pub words: Option<String>,
+    /// What was said in those intervals (PII-redacted); only with `privacy.publish_transcripts`.
+    pub transcript: Option<String>,
 }
 
 /// Per-modality summaries.
@@ -317,6 +369,8 @@ pub struct MetricsReport {
 pub enum Output {
     /// A completed interval.
     Interval(Box<IntervalReport>),
+    /// An unexpressed-dissatisfaction alert.
+    Alert(Box<AlertMessage>),
     /// A health change.
     Status(StatusMessage),
     /// Periodic metrics.

@@ -104,6 +104,8 @@ pub struct Topology {
     pub audio: Option<AudioInput>,
     /// Speech stages on the audio branch; `None` = audio level only.
     pub speech: Option<SpeechStages>,
+    /// The fusion head applied to every interval; `None` = no fused sentiment.
+    pub fusion: Option<crate::fusion::stage::FusionStage>,
     /// Where messages go.
     pub sinks: Vec<Box<dyn Sink>>,
     /// Set to end the session gracefully (signal handler, caller).
@@ -210,6 +212,7 @@ impl Pipeline {
             vision,
             audio,
             speech,
+            fusion,
             sinks,
             stop,
         } = topo;
@@ -290,7 +293,10 @@ impl Pipeline {
 
         let (out_tx, out_rx, s) = channel::bounded::<Output>("window->sinks", 256, Overflow::Block);
         channels.push(s);
-        let window = IntervalWindow::new(cfg.interval_s, cfg.analysis_fps, &producers, session.clone());
+        let mut window = IntervalWindow::new(cfg.interval_s, cfg.analysis_fps, &producers, session.clone());
+        if let Some(f) = fusion {
+            window = window.with_fusion(f);
+        }
         let c = counters.clone();
         threads.push(spawn("window", stop.clone(), move || window_stage(window, obs_rx, out_tx, &c))?);
 
@@ -582,17 +588,21 @@ fn window_stage(
     tx: MeteredSender<Output>,
     c: &Counters,
 ) -> Result<()> {
-    let publish = |reports: Vec<crate::message::IntervalReport>| -> Result<()> {
+    let publish = |reports: Vec<crate::message::IntervalReport>, window: &mut IntervalWindow| -> Result<()> {
+        let closed = |_| Error::stage("window", "the sinks stopped early");
         for r in reports {
             c.progress_bits.fetch_max(r.interval.end_s.to_bits(), Ordering::Relaxed);
-            tx.send(Output::Interval(Box::new(r)))
-                .map_err(|_| Error::stage("window", "the sinks stopped early"))?;
+            tx.send(Output::Interval(Box::new(r))).map_err(closed)?;
             c.intervals.fetch_add(1, Ordering::Relaxed);
+        }
+        for a in window.take_alerts() {
+            tx.send(Output::Alert(Box::new(a))).map_err(closed)?;
         }
         Ok(())
     };
     while let Some(env) = rx.recv() {
-        publish(window.push(env))?;
+        let reports = window.push(env);
+        publish(reports, &mut window)?;
         let wm = window.watermark();
         if wm.is_finite() {
             // Positive f64s order like their bit patterns, so fetch_max works on the bits.
@@ -601,7 +611,8 @@ fn window_stage(
         c.late.store(window.late_observations(), Ordering::Relaxed);
     }
     // Every branch has closed (normally after End; after a failure, without): publish what is complete.
-    publish(window.finish())
+    let reports = window.finish();
+    publish(reports, &mut window)
 }
 
 fn sink_stage(

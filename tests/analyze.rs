@@ -38,10 +38,14 @@ fn shared_grid_recording_gives_seven_valid_intervals() {
         }
         // Every interval holds speech (GRID sentences every 3 s), well above silence.
         assert!(a["rms_dbfs"].as_f64().unwrap() > -40.0, "interval {i}: {a}");
-        // Not invented: stages that do not exist yet (fusion, voice prosody) stay null.
-        assert!(
-            l["sentiment"].is_null() && l["incongruence"].is_null() && l["modalities"]["voice"].is_null()
-        );
+        // Face and words in every interval: fused sentiment, incongruence and attention are filled;
+        // voice prosody does not exist yet and stays null, with zero attention.
+        assert!(l["sentiment"]["label"].is_string() && l["incongruence"]["probability"].is_number(), "{l}");
+        let att = &l["fusion"]["attention"];
+        let (f, t, vo) =
+            (att["face"].as_f64().unwrap(), att["text"].as_f64().unwrap(), att["voice"].as_f64().unwrap());
+        assert!((f + t - 1.0).abs() < 1e-3 && f > 0.0 && t > 0.0 && vo == 0.0, "attention {att}");
+        assert!(l["modalities"]["voice"].is_null() && l["fusion"]["missing"]["voice"].is_string());
     }
     // Each clip's MP2 track is ~22 ms shorter than its video, so the joined audio ends ~0.25 s early.
     let audio: f64 = lines.iter().map(|l| l["inputs"]["audio"]["seconds"].as_f64().unwrap()).sum();

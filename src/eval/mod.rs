@@ -3,5 +3,7 @@
 
 pub mod asr;
 pub mod expression;
+pub mod fusion;
 pub mod metrics;
+pub mod pairs;
 pub mod text;

@@ -2,9 +2,11 @@
 //! interval once every producer's watermark has passed its end (or on shutdown, with what is
 //! complete). Pure logic, no threads: the pipeline feeds it.
 
+use super::stage::FusionStage;
+use super::tokens::{FaceToken, IntervalTokens, TextToken};
 use crate::message::{
-    rfc3339, AudioInput, Envelope, Event, Inputs, IntervalReport, IntervalSpan, Modalities, Observation,
-    VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
+    rfc3339, AlertMessage, AudioInput, Envelope, Event, Inputs, IntervalReport, IntervalSpan, Modalities,
+    Observation, VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -57,6 +59,8 @@ struct Acc {
     sum_sq: f64,
     peak: f32,
     face: crate::vision::FaceAcc,
+    /// Face tokens with their absolute media time in `t` (made relative at emit).
+    face_tokens: Vec<FaceToken>,
     utterances: Vec<crate::message::UtteranceObs>,
 }
 
@@ -71,6 +75,8 @@ pub struct IntervalWindow {
     seq: u64,
     late: u64,
     session: SessionInfo,
+    fusion: Option<FusionStage>,
+    alerts: Vec<AlertMessage>,
 }
 
 fn dbfs(x: f64) -> f64 {
@@ -97,7 +103,21 @@ impl IntervalWindow {
             seq: session.first_seq,
             late: 0,
             session,
+            fusion: None,
+            alerts: Vec::new(),
         }
+    }
+
+    /// Runs `fusion` on every interval it publishes (fills `sentiment`, `incongruence`, `fusion`).
+    pub fn with_fusion(mut self, fusion: FusionStage) -> Self {
+        self.session.models.insert(super::head::HEAD.to_string(), fusion.version().to_string());
+        self.fusion = Some(fusion);
+        self
+    }
+
+    /// Alerts raised by the intervals published so far (taken once).
+    pub fn take_alerts(&mut self) -> Vec<AlertMessage> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// Observations that arrived for an interval already published (should stay 0; reported in metrics).
@@ -144,6 +164,9 @@ impl IntervalWindow {
                 match obs {
                     Observation::Frame(f) => {
                         acc.face.add(&f);
+                        if let Some(face) = &f.face {
+                            acc.face_tokens.push(FaceToken::from_face(face, f.t as f32));
+                        }
                         acc.frames += 1;
                         acc.dropped += f.dropped_before;
                         acc.luma_sum += f.luma_mean as f64;
@@ -206,7 +229,7 @@ impl IntervalWindow {
             }
         });
         let wall = |s: f64| rfc3339(self.session.wall_start + Duration::from_secs_f64(s.max(0.0)));
-        let report = IntervalReport {
+        let mut report = IntervalReport {
             schema: INTERVAL_SCHEMA.into(),
             device_id: self.session.device_id.clone(),
             session_id: self.session.session_id.clone(),
@@ -226,9 +249,31 @@ impl IntervalWindow {
                     .then(|| text_summary(&acc.utterances, self.session.publish_transcripts)),
                 voice: None,
             },
+            fusion: None,
             inputs: Inputs { video, audio },
             models: self.session.models.clone(),
         };
+        if let Some(fusion) = self.fusion.as_mut() {
+            let span = (self.interval).max(1e-6);
+            let rel = |t: f64| ((t - start_s) / span).clamp(0.0, 1.0) as f32;
+            let toks = IntervalTokens {
+                faces: acc.face_tokens.into_iter().map(|f| FaceToken { t: rel(f.t as f64), ..f }).collect(),
+                texts: acc
+                    .utterances
+                    .iter()
+                    .filter_map(|u| {
+                        Some(TextToken {
+                            probs: u.probs?,
+                            embedding: u.embedding.clone()?,
+                            t: rel((u.start + u.end) / 2.0),
+                        })
+                    })
+                    .collect(),
+            };
+            if let Some(alert) = fusion.apply(&mut report, &toks) {
+                self.alerts.push(alert);
+            }
+        }
         self.seq += 1;
         report
     }

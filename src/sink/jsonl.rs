@@ -1,4 +1,4 @@
-//! JSON-lines sink: one interval message per line, to standard output or a file.
+//! JSON-lines sink: one interval (or alert) message per line, to standard output or a file.
 
 use super::Sink;
 use crate::error::{Error, Result};
@@ -56,8 +56,12 @@ impl Sink for JsonlSink {
     }
 
     fn publish(&mut self, msg: &Output) -> Result<()> {
-        let Output::Interval(report) = msg else { return Ok(()) };
-        let mut line = serde_json::to_string(report).map_err(|e| Error::sink(&self.name, e.to_string()))?;
+        let line = match msg {
+            Output::Interval(report) => serde_json::to_string(report),
+            Output::Alert(alert) => serde_json::to_string(alert),
+            Output::Status(_) | Output::Metrics(_) => return Ok(()),
+        };
+        let mut line = line.map_err(|e| Error::sink(&self.name, e.to_string()))?;
         line.push('\n');
         let res = match &mut self.target {
             Target::Stdout(out) => {

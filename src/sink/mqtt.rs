@@ -228,6 +228,13 @@ impl Sink for MqttSink {
                     let _ = self.cmd.send(Cmd::Status(Self::json(&s)?));
                 }
             }
+            Output::Alert(a) => {
+                let payload = Self::json(a)?;
+                let mut spool = self.spool.lock().map_err(|_| Error::sink("mqtt", "spool lock poisoned"))?;
+                spool.push(&self.topics.alert, &payload)?;
+                drop(spool);
+                let _ = self.cmd.send(Cmd::Wake);
+            }
             Output::Status(s) => {
                 self.last_status = s.state.clone();
                 let _ = self.cmd.send(Cmd::Status(Self::json(s)?));

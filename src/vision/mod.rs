@@ -51,6 +51,13 @@ impl VisionModels {
     pub fn labels(&self) -> &[String] {
         &self.expression.labels
     }
+
+    /// Expression probabilities of an image that is itself a tight face crop (FER-style): no
+    /// detection, no landmarks, the whole image centred.
+    pub fn classify_face_crop(&mut self, rgb: &[u8], w: usize, h: usize) -> Result<Vec<f32>> {
+        let roi = align::Roi { cx: w as f32 / 2.0, cy: h as f32 / 2.0, size: w.max(h) as f32, rotation: 0.0 };
+        self.expression.classify(rgb, w, h, &roi)
+    }
 }
 
 /// The per-frame vision stage.
@@ -70,6 +77,11 @@ impl VisionStage {
     /// A stage that runs the face models.
     pub fn with_models(models: VisionModels) -> Self {
         VisionStage { models: Some(models), ..Default::default() }
+    }
+
+    /// The loaded models, when the stage runs them.
+    pub fn models_mut(&mut self) -> Option<&mut VisionModels> {
+        self.models.as_mut()
     }
 
     /// Forgets the tracked face, so the next frame runs the detector.

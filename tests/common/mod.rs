@@ -120,7 +120,9 @@ pub fn validated_lines(text: &str) -> Vec<serde_json::Value> {
 
 /// Checks the invariants every analyze run must hold: one session, seq 0.., contiguous intervals
 /// of `interval` seconds from 0, only the last possibly partial; returns the (start, end) spans.
+/// Alert lines (schema `affectd.alert/1`) are skipped: they sit between the intervals.
 pub fn check_intervals(lines: &[serde_json::Value], interval: f64) -> Vec<(f64, f64)> {
+    let lines: Vec<&serde_json::Value> = lines.iter().filter(|l| l["schema"] != "affectd.alert/1").collect();
     assert!(!lines.is_empty(), "no interval lines");
     let session = lines[0]["session_id"].as_str().unwrap();
     let mut spans = Vec::new();
