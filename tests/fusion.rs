@@ -91,7 +91,7 @@ fn positive_words_with_a_frustrated_face_are_negative_and_flagged() {
     let g = h.predict(&tokens(&happy, "Great, thanks, that's perfect.")).unwrap().unwrap();
     assert_eq!(g.label(), 2, "positive: {g:?}");
     assert!(g.incongruence < threshold, "{g:?}");
-    let c = h.predict(&tokens(&angry, "This is useless, I have been waiting for an hour.")).unwrap().unwrap();
+    let c = h.predict(&tokens(&angry, "This is terrible service, I want a refund.")).unwrap().unwrap();
     assert_eq!(c.label(), 0, "{c:?}");
     assert!(c.incongruence < threshold, "expressed, not flagged: {c:?}");
 }
