@@ -38,13 +38,20 @@ fn shared_grid_recording_gives_seven_valid_intervals() {
         }
         // Every interval holds speech (GRID sentences every 3 s), well above silence.
         assert!(a["rms_dbfs"].as_f64().unwrap() > -40.0, "interval {i}: {a}");
-        // Face and words in every interval: fused sentiment, incongruence and attention are filled;
-        // voice prosody does not exist yet and stays null, with zero attention.
-        assert!(l["sentiment"]["label"].is_string() && l["incongruence"]["probability"].is_number(), "{l}");
+        // A face in every interval: fused sentiment and attention are always filled; incongruence
+        // only where someone also spoke (an utterance's midpoint falls in 2 of the 7 intervals'
+        // gaps). GRID speakers read neutral commands: no interval may be flagged (false alarms).
+        // Voice prosody does not exist yet: null, zero attention, said so in `fusion.missing`.
+        assert!(l["sentiment"]["label"].is_string(), "{l}");
         let att = &l["fusion"]["attention"];
         let (f, t, vo) =
             (att["face"].as_f64().unwrap(), att["text"].as_f64().unwrap(), att["voice"].as_f64().unwrap());
-        assert!((f + t - 1.0).abs() < 1e-3 && f > 0.0 && t > 0.0 && vo == 0.0, "attention {att}");
+        assert!((f + t - 1.0).abs() < 1e-3 && f > 0.0 && vo == 0.0, "attention {att}");
+        let spoke = l["fusion"]["tokens"]["text"].as_u64().unwrap() > 0;
+        assert_eq!(spoke, t > 0.0, "{l}");
+        assert_eq!(spoke, l["incongruence"]["probability"].is_number(), "{l}");
+        assert_eq!(!spoke, l["fusion"]["missing"]["text"] == "nobody spoke", "{l}");
+        assert_ne!(l["incongruence"]["flag"], true, "false alarm on a neutral GRID reading: {l}");
         assert!(l["modalities"]["voice"].is_null() && l["fusion"]["missing"]["voice"].is_string());
     }
     // Each clip's MP2 track is ~22 ms shorter than its video, so the joined audio ends ~0.25 s early.
