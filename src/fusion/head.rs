@@ -181,8 +181,8 @@ pub fn text_sentiment(toks: &IntervalTokens) -> Option<[f32; 3]> {
     let n = toks.texts.len() as f32;
     let mut s = [0.0f32; 3];
     for t in &toks.texts {
-        for k in 0..3 {
-            s[k] += t.probs[k] / n;
+        for (a, p) in s.iter_mut().zip(t.probs) {
+            *a += p / n;
         }
     }
     Some(s)
@@ -199,8 +199,8 @@ pub fn early_features(toks: &IntervalTokens) -> Vec<f32> {
     }
     let nt = toks.texts.len().max(1) as f32;
     for t in &toks.texts {
-        for k in 0..3 {
-            v[FACE_CLASSES + k] += t.probs[k] / nt;
+        for (d, p) in v[FACE_CLASSES..FACE_CLASSES + 3].iter_mut().zip(t.probs) {
+            *d += p / nt;
         }
         for (d, e) in v[FACE_CLASSES + 3..FACE_CLASSES + 3 + TEXT_EMBEDDING].iter_mut().zip(&t.embedding) {
             *d += e / nt;
