@@ -503,7 +503,9 @@ fn daemon(config: &Path) -> Result<i32> {
     register_signals(&stop)?;
     log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
     let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop.clone())?;
-    let summary = Pipeline::start(topo)?.wait()?;
+    let pipeline = Pipeline::start(topo)?;
+    log::info!("running: models loaded, sources started");
+    let summary = pipeline.wait()?;
     log::info!(
         "stopped ({}): {} intervals published, {} frames analysed, {} dropped",
         if stop.load(Ordering::SeqCst) { "signal" } else { "end of input" },

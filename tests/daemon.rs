@@ -44,6 +44,22 @@ fn stop_after(signal: &str, after: Duration) {
     let out = dir.path().join("intervals.jsonl");
     let cfg = config(dir.path(), &grid_33s(), &out);
     let mut child = affectd().args(["run", "--config", s(&cfg)]).stderr(Stdio::piped()).spawn().unwrap();
+    // Media time starts when the sources start, after the models are loaded (seconds on a loaded
+    // 2-core machine): count `after` from the daemon's "running" line, not from the spawn.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(|l| l.ok()) {
+            if line.contains("running: models loaded") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("the daemon says it is running");
     std::thread::sleep(after);
     assert!(child.try_wait().unwrap().is_none(), "daemon exited before the signal");
     let sent = Instant::now();
@@ -58,8 +74,7 @@ fn stop_after(signal: &str, after: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let shutdown = sent.elapsed();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = reader.join().unwrap();
     assert_eq!(status.code(), Some(0), "clean exit on {signal}: {stderr}");
     assert!(stderr.contains("stopped (signal)"), "{stderr}");
     assert!(shutdown < Duration::from_secs(5), "shutdown took {shutdown:?}");
@@ -68,7 +83,7 @@ fn stop_after(signal: &str, after: Duration) {
     let spans = check_intervals(&lines, 1.0);
     assert!(lines.iter().all(|l| l["device_id"] == "kiosk-test"));
     // Real-time replay for `after` seconds: every interval that had ended by then is there
-    // (allowing 1.5 s for start-up), and nothing beyond what was played.
+    // (allowing 1.5 s for the first frame to reach the window), and nothing beyond what was played.
     let played = after.as_secs_f64();
     let end = spans.last().unwrap().1;
     assert!(end >= played - 1.5, "only {end} s of {played} s played were reported: {spans:?}");

@@ -371,3 +371,37 @@ fn wrong_password_is_rejected_with_a_clear_error() {
     let o = affectd().env_remove("AFFECTD_MQTT_PASSWORD").args(args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn alerts_reach_the_alert_topic_through_the_spool() {
+    // Threshold 0 flags every interval with both a face and words, so the real daemon raises the
+    // alert on the bundled sample; this checks the wiring (config → window → spool → topic).
+    // Real time: an unpaced `run` drops frames under load (video_overflow = drop_oldest).
+    let broker = Broker::start("allow_anonymous true");
+    let dir = tempfile::tempdir().unwrap();
+    let sample = repo().join("tests/data/sample/grid-call.mp4");
+    let fusion = "[fusion]\nincongruence_threshold = 0.0\nalert_after = 1\nalert_rearm_after = 1\n";
+    let cfg = daemon_config(dir.path(), &sample, &broker.url(), "alert-1", true, fusion);
+    let sub = Subscriber::start(broker.port, "it-alert", "affectd/alert-1/#");
+    let o = run(&["run", "--config", s(&cfg)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    sub.wait_for(30, "an alert and the offline status", |g| {
+        g.iter().any(|r| r.topic.ends_with("/alert"))
+            && g.iter().any(|r| r.topic.ends_with("/status") && r.json["state"] == "offline")
+    });
+    let alerts = sub.on("/alert");
+    validate(&alerts);
+    let intervals = sub.on("/sentiment");
+    for a in &alerts {
+        assert_eq!(a["kind"], "unexpressed_dissatisfaction");
+        assert_eq!(a["threshold"], 0.0);
+        assert!(a["transcript"].is_null(), "transcripts are not opted in");
+        for seq in a["intervals"].as_array().unwrap() {
+            let iv = intervals.iter().find(|i| i["seq"] == *seq).expect("the alert's interval was published");
+            assert_eq!(iv["incongruence"]["flag"], true);
+        }
+    }
+    // The JSONL file carries the same alerts between its interval lines.
+    let lines = validated_lines(&std::fs::read_to_string(dir.path().join("alert-1.jsonl")).unwrap());
+    assert_eq!(lines.iter().filter(|l| l["schema"] == "affectd.alert/1").count(), alerts.len());
+}
