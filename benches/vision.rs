@@ -28,6 +28,7 @@ fn models(c: &mut Criterion) {
         ("blazeface_128", "face_detection", "face_detection_short", vec![1, 128, 128, 3]),
         ("facemesh_192", "face_landmark", "face_landmark", vec![1, 192, 192, 3]),
         ("mini_xception_64", "expression_baseline", "expression_fer_minixception", vec![1, 64, 64, 1]),
+        ("mini_xception_flip_tta_64", "expression", "expression_tta", vec![1, 64, 64, 1]),
     ] {
         let shipped = dir.join(&manifest.get(manifest_name).unwrap().file);
         let mut files = vec![("shipped".to_string(), shipped)];

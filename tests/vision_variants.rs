@@ -158,3 +158,53 @@ fn expression_variants_against_float_in_tract() {
         }
     }
 }
+
+/// Operator counts of the graph tract runs after `into_optimized` (fixed input shape).
+fn optimised_ops(path: &std::path::Path, shape: &[usize]) -> std::collections::BTreeMap<String, usize> {
+    use tract_onnx::prelude::*;
+    let m = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .unwrap()
+        .with_input_fact(0, f32::fact(shape).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    let mut ops = std::collections::BTreeMap::new();
+    for n in &m.nodes {
+        *ops.entry(n.op.name().to_string()).or_insert(0) += 1;
+    }
+    ops
+}
+
+#[test]
+#[ignore = "needs tools/vision/quantize.py's variant files outside the repository"]
+fn weight_storage_variants_optimise_to_the_float_graph() {
+    // int8w / f16w only change how weights are STORED: after tract's constant folding the graph
+    // it runs must be the float graph (same operators, same counts), hence the same speed.
+    let dir = variants_dir();
+    for (stem, shape) in [
+        ("face_detection_short", vec![1, 128, 128, 3]),
+        ("face_landmark", vec![1, 192, 192, 3]),
+        ("expression_fer_minixception", vec![1, 64, 64, 1]),
+        ("expression_tta", vec![1, 64, 64, 1]),
+    ] {
+        let float = optimised_ops(&dir.join(format!("{stem}_float.onnx")), &shape);
+        println!("{stem} float: {} nodes {float:?}", float.values().sum::<usize>());
+        for v in ["int8w", "f16w", "qop"] {
+            let p = dir.join(format!("{stem}_{v}.onnx"));
+            if !p.is_file() {
+                continue;
+            }
+            let ops = optimised_ops(&p, &shape);
+            println!("{stem} {v}: {} nodes{}", ops.values().sum::<usize>(), if ops == float {
+                " = float".to_string()
+            } else {
+                format!(" {ops:?}")
+            });
+            if v != "qop" {
+                assert_eq!(ops, float, "{stem} {v}");
+            }
+        }
+    }
+}

@@ -3,11 +3,11 @@
 
     python tools/vision/ensemble.py          # -> results/ensemble.json (+ prints the table)
     python tools/vision/ensemble.py build    # the shipped model: baseline + flip TTA as ONE graph
-                                             # -> ../vision-runs/ensemble/expression_tta*.onnx,
+                                             # -> ../vision-runs/quant/expression_tta_*.onnx,
                                              #    results/expression_tta.json, models/expression.onnx
 
 Members (all ONNX, onnxruntime, one thread, batch 1):
-  base = models/expression_fer_minixception.onnx   64x64, (p/255-0.5)*2, outputs probabilities
+  base = expression_fer_minixception.onnx (float; models/ or ../vision-runs/quant/*_float.onnx) 64x64, (p/255-0.5)*2, outputs probabilities
   ft   = ../vision-runs/expression-fer/expression_candidate.onnx  64x64, p/127.5-1, logits
   vgg  = ../vision-runs/expression/expression_candidate.onnx      48x48, p/127.5-1, logits
   vgg2 = ../vision-runs/expression-cont/expression_candidate.onnx 48x48, the same VGG trained 8 more epochs
@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 RUNS = common.REPO.parent / "vision-runs"
 CACHE = RUNS / "ensemble"
 MEMBERS = {
-    "base": (MODELS / "expression_fer_minixception.onnx", 64, lambda x: (x / 255.0 - 0.5) * 2.0, True),
+    "base": (MODELS / "expression_fer_minixception.onnx" if (MODELS / "expression_fer_minixception.onnx").exists()
+             else RUNS / "quant" / "expression_fer_minixception_float.onnx", 64, lambda x: (x / 255.0 - 0.5) * 2.0, True),
     "ft": (RUNS / "expression-fer" / "expression_candidate.onnx", 64, lambda x: x / 127.5 - 1.0, False),
     "vgg": (RUNS / "expression" / "expression_candidate.onnx", 48, lambda x: x / 127.5 - 1.0, False),
     # the VGG run continued for 8 epochs (train_expression.py --init ... --tag vgg-cont)
@@ -124,8 +125,8 @@ def build():
     import quantize
     src = quantize.float_source("expression_fer_minixception.onnx")
     CACHE.mkdir(parents=True, exist_ok=True)
-    f32 = CACHE / "expression_tta_float.onnx"
-    q8 = CACHE / "expression_tta_int8w.onnx"
+    f32 = quantize.RUNS / "expression_tta_float.onnx"
+    q8 = quantize.RUNS / "expression_tta_int8w.onnx"
     build_tta(src, f32)
     quantize.make_int8w(f32, q8)
     z, ys = member_logits("base")
