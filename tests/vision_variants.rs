@@ -51,10 +51,8 @@ fn detector_and_mesh_variants_against_float_in_tract() {
     let mut reference = Vec::new();
     for (_, w, h, rgb) in &frames {
         let dets = float_det.detect(rgb, *w, *h).unwrap();
-        let lm = match dets.first() {
-            Some(d) => Some(float_mesh.landmarks(rgb, *w, *h, mesh::roi_from_detection(d)).unwrap()),
-            None => None,
-        };
+        let lm =
+            dets.first().map(|d| float_mesh.landmarks(rgb, *w, *h, mesh::roi_from_detection(d)).unwrap());
         reference.push((dets, lm));
     }
     for v in VARIANTS {
@@ -197,11 +195,11 @@ fn weight_storage_variants_optimise_to_the_float_graph() {
                 continue;
             }
             let ops = optimised_ops(&p, &shape);
-            println!("{stem} {v}: {} nodes{}", ops.values().sum::<usize>(), if ops == float {
-                " = float".to_string()
-            } else {
-                format!(" {ops:?}")
-            });
+            println!(
+                "{stem} {v}: {} nodes{}",
+                ops.values().sum::<usize>(),
+                if ops == float { " = float".to_string() } else { format!(" {ops:?}") }
+            );
             if v != "qop" {
                 assert_eq!(ops, float, "{stem} {v}");
             }
