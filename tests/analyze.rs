@@ -39,8 +39,8 @@ fn shared_grid_recording_gives_seven_valid_intervals() {
         // Every interval holds speech (GRID sentences every 3 s), well above silence.
         assert!(a["rms_dbfs"].as_f64().unwrap() > -40.0, "interval {i}: {a}");
         // A face in every interval: fused sentiment and attention are always filled; incongruence
-        // only where someone also spoke (an utterance's midpoint falls in 2 of the 7 intervals'
-        // gaps). GRID speakers read neutral commands: no interval may be flagged (false alarms).
+        // only where someone also spoke (an utterance overlapping the interval). GRID speakers
+        // read neutral commands: no interval may be flagged (a false alarm).
         // Voice prosody does not exist yet: null, zero attention, said so in `fusion.missing`.
         assert!(l["sentiment"]["label"].is_string(), "{l}");
         let att = &l["fusion"]["attention"];

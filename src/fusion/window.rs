@@ -61,6 +61,8 @@ struct Acc {
     face: crate::vision::FaceAcc,
     /// Face tokens with their absolute media time in `t` (made relative at emit).
     face_tokens: Vec<FaceToken>,
+    /// Utterances overlapping the interval (the fusion head's text tokens).
+    text_tokens: Vec<crate::message::UtteranceObs>,
     utterances: Vec<crate::message::UtteranceObs>,
 }
 
@@ -158,6 +160,15 @@ impl IntervalWindow {
                     self.late += 1;
                     log::warn!("observation at {t:.3}s arrived after its interval was published");
                     return Vec::new();
+                }
+                if let Observation::Utterance(u) = &obs {
+                    // The text summary counts an utterance once (the interval of its midpoint); the
+                    // fusion head sees it in every interval it overlaps that is still open.
+                    let first = self.index_of(u.start).max(self.next_index);
+                    let last = self.index_of((u.end - 1e-6).max(u.start)).max(k);
+                    for j in first..=last {
+                        self.pending.entry(j).or_default().text_tokens.push(u.clone());
+                    }
                 }
                 let p = &mut self.producers[env.producer];
                 let acc = self.pending.entry(k).or_default();
@@ -259,13 +270,13 @@ impl IntervalWindow {
             let toks = IntervalTokens {
                 faces: acc.face_tokens.into_iter().map(|f| FaceToken { t: rel(f.t as f64), ..f }).collect(),
                 texts: acc
-                    .utterances
+                    .text_tokens
                     .iter()
                     .filter_map(|u| {
                         Some(TextToken {
                             probs: u.probs?,
                             embedding: u.embedding.clone()?,
-                            t: rel((u.start + u.end) / 2.0),
+                            t: rel((u.start.max(start_s) + u.end.min(end_s)) / 2.0),
                         })
                     })
                     .collect(),
@@ -454,6 +465,25 @@ mod tests {
         assert_eq!(w.push(progress(0, 1.5)).len(), 1);
         w.push(frame(0.5));
         assert_eq!(w.late_observations(), 1);
+    }
+
+    #[test]
+    fn an_utterance_is_a_fusion_token_in_every_interval_it_overlaps() {
+        use crate::message::UtteranceObs;
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Speech], session());
+        let utt = UtteranceObs {
+            seq: 0,
+            start: 0.6,
+            end: 2.2,
+            text: "hello".into(),
+            probs: Some([0.1, 0.8, 0.1]),
+            embedding: Some(vec![0.0; 4]),
+        };
+        w.push(Envelope { producer: 0, event: Event::Obs(Observation::Utterance(utt)) });
+        let pending: Vec<(u64, usize, usize)> =
+            w.pending.iter().map(|(k, a)| (*k, a.text_tokens.len(), a.utterances.len())).collect();
+        // Overlaps intervals 0, 1 and 2; counted once in the summary, in interval 1 (its midpoint 1.4 s).
+        assert_eq!(pending, vec![(0, 1, 0), (1, 1, 1), (2, 1, 0)]);
     }
 
     #[test]
