@@ -333,7 +333,8 @@ pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: 
     serde_json::json!({
         "present": !utts.is_empty(),
         "utterances": utts.len(),
-        "speech_s": r(utts.iter().map(|u| u.end - u.start).sum::<f64>()),
+        // `+ 0.0`: an empty f64 sum is -0.0.
+        "speech_s": r(utts.iter().map(|u| u.end - u.start).sum::<f64>() + 0.0),
         "words": utts.iter().map(|u| u.text.split_whitespace().count()).sum::<usize>(),
         "sentiment": sentiment,
         "transcript": transcript,
