@@ -637,6 +637,17 @@ mod tests {
     }
 
     #[test]
+    fn fusion_values_are_checked() {
+        let e = parse("[fusion]\nincongruence_threshold = 1.5\n").unwrap_err().to_string();
+        assert!(e.contains("key `fusion.incongruence_threshold` = 1.5: allowed: 0 to 1"), "{e}");
+        let e = parse("[fusion]\nalert_after = 0\n").unwrap_err().to_string();
+        assert!(e.contains("key `fusion.alert_after` = 0"), "{e}");
+        let e = parse("[fusion]\nalert_every = 3\n").unwrap_err().to_string();
+        assert!(e.contains("alert_every"), "{e}");
+        assert!(!parse("[fusion]\nenabled = false\n").unwrap().fusion.enabled);
+    }
+
+    #[test]
     fn out_of_range_values_name_the_key() {
         let e = parse("[pipeline]\ninterval_s = 0.0\n").unwrap_err().to_string();
         assert!(e.contains("pipeline.interval_s") && e.contains("0.1 to 3600"), "{e}");
