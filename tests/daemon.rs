@@ -79,7 +79,7 @@ fn stop_after(signal: &str, after: Duration) {
     assert!(stderr.contains("stopped (signal)"), "{stderr}");
     assert!(shutdown < Duration::from_secs(5), "shutdown took {shutdown:?}");
 
-    let lines = validated_lines(&std::fs::read_to_string(&out).unwrap());
+    let lines = intervals_only(&validated_lines(&std::fs::read_to_string(&out).unwrap()));
     let spans = check_intervals(&lines, 1.0);
     assert!(lines.iter().all(|l| l["device_id"] == "kiosk-test"));
     // Real-time replay for `after` seconds: every interval that had ended by then is there

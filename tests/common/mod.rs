@@ -118,6 +118,11 @@ pub fn validated_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The interval messages among JSON lines (alerts sit between them).
+pub fn intervals_only(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    lines.iter().filter(|l| l["schema"] == "affectd.interval/1").cloned().collect()
+}
+
 /// Checks the invariants every analyze run must hold: one session, seq 0.., contiguous intervals
 /// of `interval` seconds from 0, only the last possibly partial; returns the (start, end) spans.
 /// Alert lines (schema `affectd.alert/1`) are skipped: they sit between the intervals.
