@@ -108,6 +108,8 @@ pub struct Topology {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Set to end the session gracefully (signal handler, caller).
     pub stop: Arc<AtomicBool>,
+    /// Health of the live sources; a change is published as a `degraded`/`online` status message.
+    pub health: crate::source::Health,
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +214,7 @@ impl Pipeline {
             speech,
             sinks,
             stop,
+            health,
         } = topo;
         if video.is_none() && audio.is_none() {
             return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
@@ -297,7 +300,7 @@ impl Pipeline {
         let metrics_every = Duration::from_secs_f64(cfg.metrics_interval_s);
         let (all, stop2, sess) = (channels.clone(), stop.clone(), session.clone());
         threads.push(spawn("sinks", stop.clone(), move || {
-            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2)
+            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2, &health)
         })?);
 
         Ok(Pipeline { threads, channels, counters, started, duration, session_id: session.session_id })
@@ -604,6 +607,8 @@ fn window_stage(
     publish(window.finish())
 }
 
+// One thread's whole context; a struct for it would only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 fn sink_stage(
     mut sinks: Vec<Box<dyn Sink>>,
     rx: MeteredReceiver<Output>,
@@ -612,6 +617,7 @@ fn sink_stage(
     metrics_every: Duration,
     channels: &[Arc<ChannelStats>],
     stop: &AtomicBool,
+    health: &crate::source::Health,
 ) -> Result<()> {
     let status = |state: &str, reason: &str| {
         Output::Status(StatusMessage {
@@ -648,12 +654,22 @@ fn sink_stage(
     };
     deliver(&mut sinks, &status("online", ""));
     let mut next_metrics = Instant::now() + metrics_every;
+    let mut degraded: Option<String> = None;
     loop {
-        let wait = next_metrics.saturating_duration_since(Instant::now());
+        // Wake at least every 250 ms to notice a source losing (or regaining) its device.
+        let wait = next_metrics.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         match rx.recv_timeout(wait) {
             Ok(msg) => deliver(&mut sinks, &msg),
             Err(true) => break,
             Err(false) => {}
+        }
+        let now_degraded = health.degraded();
+        if now_degraded != degraded {
+            match &now_degraded {
+                Some(reason) => deliver(&mut sinks, &status("degraded", reason)),
+                None => deliver(&mut sinks, &status("online", "")),
+            }
+            degraded = now_degraded;
         }
         if Instant::now() >= next_metrics {
             deliver(&mut sinks, &metrics());
