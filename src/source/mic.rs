@@ -5,7 +5,8 @@
 //! blocks at the device rate to the source over a bounded channel. On a stream error the thread
 //! marks the source degraded, drops the stream and rebuilds it with back-off. Overruns are counted:
 //! a capture timestamp running ahead of the samples delivered (the device overwrote data we did not
-//! read), and blocks dropped because the pipeline fell behind.
+//! read), and blocks dropped because the pipeline fell more than 512 blocks and 0.5 s behind (until
+//! then the callback waits, so a device faster than real time — ALSA's `null` — loses nothing).
 
 use super::{AudioSource, Backoff, Health};
 use crate::audio::resample::MonoResampler;
@@ -163,7 +164,9 @@ impl Feeder {
             .chunks_exact(ch)
             .map(|f| f.iter().map(|&s| f32::from_sample_(s)).sum::<f32>() / ch as f32)
             .collect();
-        if self.tx.try_send(Block { rate: self.rate, mono }).is_err() {
+        // Wait a little for a pipeline that fell 512 blocks behind (a real device then overruns,
+        // which is counted above); drop the block only after that.
+        if self.tx.send_timeout(Block { rate: self.rate, mono }, Duration::from_millis(500)).is_err() {
             self.stats.dropped_blocks.fetch_add(1, Ordering::Relaxed);
         }
     }
