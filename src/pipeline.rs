@@ -690,3 +690,84 @@ fn sink_stage(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Health, RawFrame};
+    use std::sync::Mutex;
+
+    /// Frames 0.1 s apart; after frame 2 the "device" is lost for 0.6 s, then comes back.
+    struct Flaky {
+        n: u32,
+        health: Health,
+    }
+
+    impl VideoSource for Flaky {
+        fn next_frame(&mut self) -> Result<Option<RawFrame>> {
+            if self.n == 5 {
+                return Ok(None);
+            }
+            if self.n == 2 {
+                self.health.degrade("webcam", "capture failed: gone");
+                std::thread::sleep(Duration::from_millis(600));
+                self.health.recover("webcam");
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            let t = self.n as f64 * 0.1;
+            self.n += 1;
+            Ok(Some(RawFrame { t, width: 2, height: 2, duration: 0.1, rgb: vec![0; 12] }))
+        }
+        fn duration(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    struct Statuses(Arc<Mutex<Vec<(String, String)>>>);
+
+    impl Sink for Statuses {
+        fn name(&self) -> &str {
+            "statuses"
+        }
+        fn publish(&mut self, msg: &Output) -> Result<()> {
+            if let Output::Status(s) = msg {
+                self.0.lock().unwrap().push((s.state.clone(), s.reason.clone()));
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_device_is_published_as_degraded_then_online() {
+        let health = Health::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let topo = Topology {
+            config: PipelineConfig { video_overflow: Overflow::Block, ..Default::default() },
+            device_id: "t".into(),
+            session_id: "s".into(),
+            first_seq: 0,
+            video: Some(VideoInput {
+                source: Box::new(Flaky { n: 0, health: health.clone() }),
+                realtime: false,
+            }),
+            vision: None,
+            audio: None,
+            speech: None,
+            sinks: vec![Box::new(Statuses(seen.clone()))],
+            stop: Arc::new(AtomicBool::new(false)),
+            health,
+        };
+        let summary = Pipeline::start(topo).unwrap().wait().unwrap();
+        assert_eq!(summary.frames, 5);
+        let states = seen.lock().unwrap().clone();
+        let names: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["online", "degraded", "online", "offline"], "{states:?}");
+        assert_eq!(states[1].1, "webcam: capture failed: gone");
+    }
+}
