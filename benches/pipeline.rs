@@ -123,6 +123,7 @@ fn replay(c: &mut Criterion) {
                 config: cfg,
                 sinks: vec![Box::new(NullSink(0))],
                 stop: Arc::new(AtomicBool::new(false)),
+                health: Default::default(),
             };
             let s = Pipeline::start(topo).unwrap().wait().unwrap();
             assert_eq!(s.intervals, 3);

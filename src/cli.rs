@@ -269,6 +269,7 @@ fn topology(
         audio,
         sinks,
         stop,
+        health: source::Health::default(),
     })
 }
 
@@ -473,24 +474,83 @@ fn register_signals(stop: &Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-fn daemon(config: &Path) -> Result<i32> {
-    let cfg = Config::load(config)?;
-    let video = match &cfg.source.video {
+/// Opens the video source a config names (`stop` ends live sources, `health` hears of lost devices).
+fn open_video_source(
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+    health: &source::Health,
+) -> Result<Option<VideoInput>> {
+    Ok(match &cfg.source.video {
         VideoSourceConfig::None => None,
         VideoSourceConfig::File { path, realtime } => Some(VideoInput {
             source: source::open_video(path, cfg.pipeline.analysis_fps)?,
             realtime: *realtime,
         }),
-    };
-    let audio = match &cfg.source.audio {
+        VideoSourceConfig::Webcam { device, width, height, fps, format, reconnect_max_s } => {
+            let spec = source::webcam::WebcamSpec {
+                device: device.clone(),
+                width: *width,
+                height: *height,
+                fps: *fps,
+                format: *format,
+                reconnect_max_s: *reconnect_max_s,
+            };
+            let cam = source::webcam::Webcam::open(spec, stop.clone(), health.clone())?;
+            Some(VideoInput { source: Box::new(cam), realtime: false })
+        }
+        VideoSourceConfig::Pipe { command, width, height, fps, pixel_format } => {
+            let spec = source::pipe::PipeSpec {
+                command: command.clone(),
+                width: *width,
+                height: *height,
+                fps: *fps,
+                pixel_format: *pixel_format,
+            };
+            Some(VideoInput {
+                source: Box::new(source::pipe::PipeVideo::spawn(spec, stop.clone())?),
+                realtime: false,
+            })
+        }
+    })
+}
+
+/// Opens the audio source a config names.
+fn open_audio_source(
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+    health: &source::Health,
+) -> Result<Option<AudioInput>> {
+    Ok(match &cfg.source.audio {
         AudioSourceConfig::None => None,
         AudioSourceConfig::File { path, realtime } => {
             Some(AudioInput { source: source::open_audio(path)?, realtime: *realtime })
         }
-    };
-    if video.is_none() && audio.is_none() {
-        return Err(Error::config(config, "key `source`: no source configured (allowed: source.video and/or source.audio with kind = \"file\")"));
+        AudioSourceConfig::Mic { device, sample_rate, restart_max_s } => {
+            let spec = source::mic::MicSpec {
+                device: device.clone(),
+                sample_rate: *sample_rate,
+                restart_max_s: *restart_max_s,
+            };
+            Some(AudioInput {
+                source: Box::new(source::mic::Mic::open(spec, stop.clone(), health.clone())?),
+                realtime: false,
+            })
+        }
+    })
+}
+
+fn daemon(config: &Path) -> Result<i32> {
+    let cfg = Config::load(config)?;
+    if matches!(cfg.source.video, VideoSourceConfig::None)
+        && matches!(cfg.source.audio, AudioSourceConfig::None)
+    {
+        return Err(Error::config(config, "key `source`: no source configured (allowed: source.video and/or source.audio with kind = \"file\", \"webcam\", \"pipe\" or \"mic\")"));
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    register_signals(&stop)?;
+    let health = source::Health::default();
+    let video = open_video_source(&cfg, &stop, &health)?;
+    let audio = open_audio_source(&cfg, &stop, &health)?;
     let session_id = new_session_id();
     let sink::Sinks { sinks, first_seq } = sink::from_config(&cfg, &session_id, false)?;
     if sinks.is_empty() {
@@ -499,10 +559,9 @@ fn daemon(config: &Path) -> Result<i32> {
             "key `sink`: every sink is disabled, results would be lost (enable sink.stdout, sink.jsonl or sink.mqtt)",
         ));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    register_signals(&stop)?;
     log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
-    let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop.clone())?;
+    let mut topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop.clone())?;
+    topo.health = health;
     let pipeline = Pipeline::start(topo)?;
     log::info!("running: models loaded, sources started");
     let summary = pipeline.wait()?;

@@ -79,6 +79,56 @@ pub enum VideoSourceConfig {
         #[serde(default)]
         realtime: bool,
     },
+    /// A V4L2 webcam (nokhwa); the camera's closest offer to the request is used.
+    Webcam {
+        /// `""` = first camera; an index (`0`), `/dev/videoN`, or part of the camera's name.
+        #[serde(default)]
+        device: String,
+        /// Requested width in pixels.
+        #[serde(default = "default_webcam_width")]
+        width: u32,
+        /// Requested height in pixels.
+        #[serde(default = "default_webcam_height")]
+        height: u32,
+        /// Requested frames per second.
+        #[serde(default = "default_webcam_fps")]
+        fps: u32,
+        /// Requested pixel format: `auto`, `mjpeg`, `yuyv` or `nv12` (falls back to what the camera offers).
+        #[serde(default = "default_webcam_format")]
+        format: crate::source::webcam::WebcamFormat,
+        /// Upper bound of the reconnect back-off in seconds when the camera disappears.
+        #[serde(default = "default_reconnect_max_s")]
+        reconnect_max_s: f64,
+    },
+    /// A command writing raw frames to stdout (rpicam-vid, gst-launch-1.0 … ! fdsink, ffmpeg).
+    Pipe {
+        /// Program and arguments, no shell (use `["sh", "-c", "…"]` for a pipeline).
+        command: Vec<String>,
+        /// Frame width in pixels, as the command writes it.
+        width: u32,
+        /// Frame height in pixels.
+        height: u32,
+        /// Frames per second the command writes (media time = frame index / fps).
+        fps: f64,
+        /// Layout of each frame: `rgb24`, `gray`, `yuv420p`, `nv12` or `yuyv`.
+        pixel_format: crate::source::pixfmt::PixelFormat,
+    },
+}
+
+fn default_webcam_width() -> u32 {
+    640
+}
+fn default_webcam_height() -> u32 {
+    480
+}
+fn default_webcam_fps() -> u32 {
+    30
+}
+fn default_webcam_format() -> crate::source::webcam::WebcamFormat {
+    crate::source::webcam::WebcamFormat::Auto
+}
+fn default_reconnect_max_s() -> f64 {
+    30.0
 }
 
 /// An audio source.
@@ -94,6 +144,18 @@ pub enum AudioSourceConfig {
         /// Pace delivery to the wall clock.
         #[serde(default)]
         realtime: bool,
+    },
+    /// A microphone (cpal; ALSA on Linux), any native rate/format, resampled to 16 kHz mono.
+    Mic {
+        /// `""` = the default input device; else its name (as `arecord -L` lists it) or part of it.
+        #[serde(default)]
+        device: String,
+        /// Sample rate to ask the device for; 0 = its default.
+        #[serde(default)]
+        sample_rate: u32,
+        /// Upper bound of the restart back-off in seconds after a stream error.
+        #[serde(default = "default_reconnect_max_s")]
+        restart_max_s: f64,
     },
 }
 
@@ -480,6 +542,64 @@ impl Config {
                 return bad("source.audio.path", &"\"\"", "allowed: the path of a recording");
             }
         }
+        match &self.source.video {
+            VideoSourceConfig::Webcam { width, height, fps, reconnect_max_s, .. } => {
+                if !(16..=7680).contains(width) {
+                    return bad("source.video.width", width, "allowed: 16 to 7680 pixels");
+                }
+                if !(16..=4320).contains(height) {
+                    return bad("source.video.height", height, "allowed: 16 to 4320 pixels");
+                }
+                if !(1..=240).contains(fps) {
+                    return bad("source.video.fps", fps, "allowed: 1 to 240");
+                }
+                if !(reconnect_max_s.is_finite() && *reconnect_max_s >= 0.5) {
+                    return bad(
+                        "source.video.reconnect_max_s",
+                        reconnect_max_s,
+                        "allowed: at least 0.5 seconds",
+                    );
+                }
+            }
+            VideoSourceConfig::Pipe { command, width, height, fps, pixel_format } => {
+                if command.first().is_none_or(|p| p.is_empty()) {
+                    return bad(
+                        "source.video.command",
+                        &format!("{command:?}"),
+                        "allowed: a program and its arguments, e.g. [\"rpicam-vid\", \"-o\", \"-\"]",
+                    );
+                }
+                if !(16..=7680).contains(width) {
+                    return bad("source.video.width", width, "allowed: 16 to 7680 pixels");
+                }
+                if !(16..=4320).contains(height) {
+                    return bad("source.video.height", height, "allowed: 16 to 4320 pixels");
+                }
+                if !(fps.is_finite() && *fps > 0.0 && *fps <= 240.0) {
+                    return bad("source.video.fps", fps, "allowed: above 0, at most 240");
+                }
+                if pixel_format.frame_bytes(*width, *height).is_none() {
+                    return bad(
+                        "source.video.pixel_format",
+                        pixel_format,
+                        &format!("{width}x{height} does not fit it: 4:2:0 formats need even width and height, yuyv an even width"),
+                    );
+                }
+            }
+            VideoSourceConfig::None | VideoSourceConfig::File { .. } => {}
+        }
+        if let AudioSourceConfig::Mic { sample_rate, restart_max_s, .. } = &self.source.audio {
+            if *sample_rate != 0 && !(8000..=384_000).contains(sample_rate) {
+                return bad(
+                    "source.audio.sample_rate",
+                    sample_rate,
+                    "allowed: 0 (device default) or 8000 to 384000 Hz",
+                );
+            }
+            if !(restart_max_s.is_finite() && *restart_max_s >= 0.5) {
+                return bad("source.audio.restart_max_s", restart_max_s, "allowed: at least 0.5 seconds");
+            }
+        }
         let v = &self.vision;
         if !(0.0..=1.0).contains(&v.min_detection_score) {
             return bad("vision.min_detection_score", &v.min_detection_score, "allowed: 0 to 1");
@@ -592,6 +712,16 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         .map(str::trim)
         .find(|l| l.starts_with('[') && l.ends_with(']'))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let header = line.trim();
+    if header.starts_with('[') && header.ends_with(']') {
+        // A tagged table (`source.video`, `source.audio`) is read as a whole, so the error spans
+        // the table: find the key the message is about inside it.
+        let name = header.trim_matches(|c| c == '[' || c == ']').trim();
+        return match key_in_table(text, line_no, msg) {
+            Some((k, at)) => format!("line {at}, key `{name}.{k}`: {msg}"),
+            None => format!("line {line_no}, table `{name}`: {msg}"),
+        };
+    }
     let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
     let dotted = match (table, key) {
         (Some(t), Some(k)) => format!("{t}.{k}"),
@@ -604,6 +734,27 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     } else {
         format!("line {line_no}, key `{dotted}`: {msg}")
     }
+}
+
+/// For an error spanning the table whose header is on `header_line`: the key the message names
+/// (`unknown field`/`missing field`) or whose value it quotes (`unknown variant`), with its line.
+fn key_in_table(text: &str, header_line: usize, msg: &str) -> Option<(String, usize)> {
+    let token = msg.split('`').nth(1)?;
+    let body = text
+        .lines()
+        .enumerate()
+        .skip(header_line)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .filter_map(|(i, l)| {
+            let l = l.split('#').next().unwrap_or("");
+            let (k, v) = l.split_once('=')?;
+            Some((i + 1, k.trim().trim_matches('"').to_string(), v.trim().trim_matches('"').to_string()))
+        });
+    if msg.starts_with("missing field") {
+        return Some((token.to_string(), header_line));
+    }
+    let by_key = msg.starts_with("unknown field");
+    body.into_iter().find(|(_, k, v)| if by_key { k == token } else { v == token }).map(|(i, k, _)| (k, i))
 }
 
 #[cfg(test)]
@@ -634,6 +785,63 @@ mod tests {
         let e = parse("[source.video]\nkind = \"camera\"\n").unwrap_err().to_string();
         assert!(e.contains("key `source.video.kind`"), "{e}");
         assert!(e.contains("camera") && e.contains("none") && e.contains("file"), "{e}");
+        assert!(e.contains("webcam") && e.contains("pipe"), "{e}");
+        let e = parse("[source.audio]\nkind = \"camera\"\n").unwrap_err().to_string();
+        assert!(e.contains("key `source.audio.kind`") && e.contains("mic"), "{e}");
+    }
+
+    #[test]
+    fn live_sources_parse_with_defaults_and_are_checked() {
+        let c = parse("[source.video]\nkind = \"webcam\"\n[source.audio]\nkind = \"mic\"\n").unwrap();
+        assert_eq!(
+            c.source.video,
+            VideoSourceConfig::Webcam {
+                device: String::new(),
+                width: 640,
+                height: 480,
+                fps: 30,
+                format: crate::source::webcam::WebcamFormat::Auto,
+                reconnect_max_s: 30.0
+            }
+        );
+        assert_eq!(
+            c.source.audio,
+            AudioSourceConfig::Mic { device: String::new(), sample_rate: 0, restart_max_s: 30.0 }
+        );
+        let pipe =
+            "[source.video]\nkind = \"pipe\"\ncommand = [\"cam\"]\nwidth = 640\nheight = 480\nfps = 15.0\n";
+        let e = parse(&format!("{pipe}pixel_format = \"bgr48\"\n")).unwrap_err().to_string();
+        assert!(
+            e.contains("source.video.pixel_format") && e.contains("yuv420p") && e.contains("rgb24"),
+            "{e}"
+        );
+        let e = parse(pipe).unwrap_err().to_string();
+        assert!(e.contains("pixel_format"), "missing field is named: {e}");
+        let e = parse(
+            &pipe
+                .replace("width = 640", "width = 641")
+                .replace("fps = 15.0\n", "fps = 15.0\npixel_format = \"nv12\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("source.video.pixel_format") && e.contains("641x480") && e.contains("even"),
+            "{e}"
+        );
+        let e = parse(
+            &pipe
+                .replace("[\"cam\"]", "[]")
+                .replace("fps = 15.0\n", "fps = 15.0\npixel_format = \"rgb24\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("source.video.command") && e.contains("a program"), "{e}");
+        let e = parse("[source.video]\nkind = \"webcam\"\nformat = \"h264\"\n").unwrap_err().to_string();
+        assert!(e.contains("source.video.format") && e.contains("mjpeg") && e.contains("auto"), "{e}");
+        let e = parse("[source.audio]\nkind = \"mic\"\nsample_rate = 100\n").unwrap_err().to_string();
+        assert!(e.contains("source.audio.sample_rate") && e.contains("8000"), "{e}");
+        let e = parse("[source.audio]\nkind = \"mic\"\nchannels = 2\n").unwrap_err().to_string();
+        assert!(e.contains("channels") && e.contains("sample_rate"), "unknown key lists allowed ones: {e}");
     }
 
     #[test]

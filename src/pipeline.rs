@@ -110,6 +110,8 @@ pub struct Topology {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Set to end the session gracefully (signal handler, caller).
     pub stop: Arc<AtomicBool>,
+    /// Health of the live sources; a change is published as a `degraded`/`online` status message.
+    pub health: crate::source::Health,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +217,7 @@ impl Pipeline {
             fusion,
             sinks,
             stop,
+            health,
         } = topo;
         if video.is_none() && audio.is_none() {
             return Err(Error::stage("pipeline", "no source: configure a video and/or an audio source"));
@@ -303,7 +306,7 @@ impl Pipeline {
         let metrics_every = Duration::from_secs_f64(cfg.metrics_interval_s);
         let (all, stop2, sess) = (channels.clone(), stop.clone(), session.clone());
         threads.push(spawn("sinks", stop.clone(), move || {
-            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2)
+            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2, &health)
         })?);
 
         Ok(Pipeline { threads, channels, counters, started, duration, session_id: session.session_id })
@@ -615,6 +618,8 @@ fn window_stage(
     publish(reports, &mut window)
 }
 
+// One thread's whole context; a struct for it would only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 fn sink_stage(
     mut sinks: Vec<Box<dyn Sink>>,
     rx: MeteredReceiver<Output>,
@@ -623,6 +628,7 @@ fn sink_stage(
     metrics_every: Duration,
     channels: &[Arc<ChannelStats>],
     stop: &AtomicBool,
+    health: &crate::source::Health,
 ) -> Result<()> {
     let status = |state: &str, reason: &str| {
         Output::Status(StatusMessage {
@@ -659,12 +665,22 @@ fn sink_stage(
     };
     deliver(&mut sinks, &status("online", ""));
     let mut next_metrics = Instant::now() + metrics_every;
+    let mut degraded: Option<String> = None;
     loop {
-        let wait = next_metrics.saturating_duration_since(Instant::now());
+        // Wake at least every 250 ms to notice a source losing (or regaining) its device.
+        let wait = next_metrics.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         match rx.recv_timeout(wait) {
             Ok(msg) => deliver(&mut sinks, &msg),
             Err(true) => break,
             Err(false) => {}
+        }
+        let now_degraded = health.degraded();
+        if now_degraded != degraded {
+            match &now_degraded {
+                Some(reason) => deliver(&mut sinks, &status("degraded", reason)),
+                None => deliver(&mut sinks, &status("online", "")),
+            }
+            degraded = now_degraded;
         }
         if Instant::now() >= next_metrics {
             deliver(&mut sinks, &metrics());
@@ -683,5 +699,87 @@ fn sink_stage(
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Health, RawFrame};
+    use std::sync::Mutex;
+
+    /// Frames 0.1 s apart; after frame 2 the "device" is lost for 0.6 s, then comes back.
+    struct Flaky {
+        n: u32,
+        health: Health,
+    }
+
+    impl VideoSource for Flaky {
+        fn next_frame(&mut self) -> Result<Option<RawFrame>> {
+            if self.n == 5 {
+                return Ok(None);
+            }
+            if self.n == 2 {
+                self.health.degrade("webcam", "capture failed: gone");
+                std::thread::sleep(Duration::from_millis(600));
+                self.health.recover("webcam");
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            let t = self.n as f64 * 0.1;
+            self.n += 1;
+            Ok(Some(RawFrame { t, width: 2, height: 2, duration: 0.1, rgb: vec![0; 12] }))
+        }
+        fn duration(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    struct Statuses(Arc<Mutex<Vec<(String, String)>>>);
+
+    impl Sink for Statuses {
+        fn name(&self) -> &str {
+            "statuses"
+        }
+        fn publish(&mut self, msg: &Output) -> Result<()> {
+            if let Output::Status(s) = msg {
+                self.0.lock().unwrap().push((s.state.clone(), s.reason.clone()));
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_device_is_published_as_degraded_then_online() {
+        let health = Health::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let topo = Topology {
+            config: PipelineConfig { video_overflow: Overflow::Block, ..Default::default() },
+            device_id: "t".into(),
+            session_id: "s".into(),
+            first_seq: 0,
+            video: Some(VideoInput {
+                source: Box::new(Flaky { n: 0, health: health.clone() }),
+                realtime: false,
+            }),
+            vision: None,
+            audio: None,
+            speech: None,
+            fusion: None,
+            sinks: vec![Box::new(Statuses(seen.clone()))],
+            stop: Arc::new(AtomicBool::new(false)),
+            health,
+        };
+        let summary = Pipeline::start(topo).unwrap().wait().unwrap();
+        assert_eq!(summary.frames, 5);
+        let states = seen.lock().unwrap().clone();
+        let names: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["online", "degraded", "online", "offline"], "{states:?}");
+        assert_eq!(states[1].1, "webcam: capture failed: gone");
     }
 }

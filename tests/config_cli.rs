@@ -28,7 +28,9 @@ fn bad_configs_name_file_key_and_allowed_values() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[pipeline]\ninterval = 5\n", "key `pipeline.interval`", "interval_s"),
-        ("[source.video]\nkind = \"webcam\"\n", "key `source.video.kind`", "`none` or `file`"),
+        ("[source.video]\nkind = \"camera\"\n", "key `source.video.kind`", "`none`, `file`, `webcam`, `pipe`"),
+        ("[source.audio]\nkind = \"mic\"\nrate = 48000\n", "key `source.audio.rate`", "sample_rate"),
+        ("[source.video]\nkind = \"pipe\"\ncommand = [\"x\"]\nwidth = 64\nheight = 48\nfps = 10.0\npixel_format = \"rgb\"\n", "key `source.video.pixel_format`", "yuv420p"),
         ("[pipeline]\nvideo_queue = 0\n", "pipeline.video_queue", "1 to 1000"),
         ("device_id = \"a/b\"\n", "device_id", "A-Z a-z 0-9"),
         ("[sink.jsonl]\nenabled = true\npath = \"\"\n", "sink.jsonl.path", "a file path"),

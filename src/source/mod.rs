@@ -2,11 +2,86 @@
 //! [`open_video`] and [`open_audio`] pick the reader from the file type.
 
 pub mod ffmpeg;
+pub mod mic;
+pub mod pipe;
+pub mod pixfmt;
 pub mod wav;
+pub mod webcam;
 pub mod y4m;
 
 use crate::error::{Error, Result};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Shared health of the live sources: a source that lost its device marks itself degraded (with
+/// a reason) until it recovers; the sink stage publishes the change as a status message.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+}
+
+impl Health {
+    /// Marks `source` degraded because of `reason` (replaces its previous reason).
+    pub fn degrade(&self, source: &str, reason: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.insert(source.to_string(), reason.to_string());
+        }
+    }
+
+    /// Marks `source` healthy again.
+    pub fn recover(&self, source: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(source);
+        }
+    }
+
+    /// `None` when every source is healthy, else the reasons joined (`webcam: …; mic: …`).
+    pub fn degraded(&self) -> Option<String> {
+        let m = self.inner.lock().ok()?;
+        if m.is_empty() {
+            return None;
+        }
+        Some(m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// Exponential back-off for reconnecting to a device: 0.5 s, doubling, capped at `max_s`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: f64,
+    max: f64,
+}
+
+impl Backoff {
+    /// A back-off that starts at 0.5 s (or `max_s` if smaller) and grows to `max_s`.
+    pub fn new(max_s: f64) -> Self {
+        Backoff { next: 0.5f64.min(max_s), max: max_s }
+    }
+
+    /// The next delay, in seconds.
+    pub fn next_delay(&mut self) -> f64 {
+        let d = self.next;
+        self.next = (self.next * 2.0).min(self.max);
+        d
+    }
+
+    /// Starts over after a success.
+    pub fn reset(&mut self) {
+        self.next = 0.5f64.min(self.max);
+    }
+}
+
+/// Sleeps `secs` in small steps; false if `stop` was set meanwhile.
+pub fn sleep_unless_stopped(secs: f64, stop: &std::sync::atomic::AtomicBool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.max(0.0));
+    while std::time::Instant::now() < until {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    !stop.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 /// A decoded frame before sampling: RGB24 with its media time.
 #[derive(Debug, Clone)]
@@ -157,6 +232,27 @@ mod tests {
     fn sampler_keeps_an_exact_grid() {
         let mut s = FrameSampler::new(10.0);
         assert!((0..100).all(|i| s.keep(i as f64 / 10.0)));
+    }
+
+    #[test]
+    fn health_reports_and_clears_degraded_sources() {
+        let h = Health::default();
+        assert_eq!(h.degraded(), None);
+        h.degrade("webcam", "device gone");
+        h.clone().degrade("mic", "stream error");
+        assert_eq!(h.degraded().as_deref(), Some("mic: stream error; webcam: device gone"));
+        h.recover("mic");
+        h.recover("webcam");
+        assert_eq!(h.degraded(), None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(3.0);
+        let d: Vec<f64> = (0..5).map(|_| b.next_delay()).collect();
+        assert_eq!(d, vec![0.5, 1.0, 2.0, 3.0, 3.0]);
+        b.reset();
+        assert_eq!(b.next_delay(), 0.5);
     }
 
     #[test]
