@@ -1,10 +1,13 @@
 //! The stage graph — read this first.
 //!
 //! ```text
-//!  video source ─Frame─► vision ─┐                                  (one thread per box,
-//!   (y4m/ffmpeg)                 ├─Envelope─► interval window ─Output─► sinks   bounded measured
-//!  audio source ─AudioChunk─► audio ─┘      (fusion/window.rs)       (jsonl, stdout, mqtt) channels)
-//!   (wav/ffmpeg)
+//!  video source ─Frame─► vision ──────────────────────────┐             (one thread per box,
+//!   (file/webcam/pipe)   (detect|track, mesh, expression)  │              bounded measured channels)
+//!                                                          ├─Envelope─► interval window ─Output─► sinks
+//!  audio source ─AudioChunk─► audio ─┬────────────────────┤            (fusion/window.rs:       (jsonl, stdout,
+//!   (file/mic)              (level, VAD)                   │             tokens → attention head   mqtt + spool)
+//!                                    └─► asr ─► text ──────┘             → sentiment, incongruence,
+//!                                     (Whisper) (MiniLM + head)            debounced alert)
 //! ```
 //!
 //! * Sources stamp media time and sequence numbers; the frame queue may drop the oldest frame
