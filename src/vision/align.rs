@@ -73,15 +73,23 @@ pub fn crop_rgb(
     norm: impl Fn(f32) -> f32,
 ) -> Vec<f32> {
     let mut dst = Vec::with_capacity(out * out * 3);
+    for_each_point(roi, out, |x, y| {
+        for ch in 0..3 {
+            dst.push(norm(sample(rgb, w, h, x, y, ch)));
+        }
+    });
+    dst
+}
+
+/// Calls `f` with the frame position of every pixel centre of an `out`×`out` crop of `roi`,
+/// row by row.
+fn for_each_point(roi: &Roi, out: usize, mut f: impl FnMut(f32, f32)) {
     for v in 0..out {
         for u in 0..out {
             let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
-            for ch in 0..3 {
-                dst.push(norm(sample(rgb, w, h, x, y, ch)));
-            }
+            f(x, y);
         }
     }
-    dst
 }
 
 /// Samples `roi` into an `out`×`out` grey crop (BT.601 luma), values mapped by `norm`.
@@ -94,15 +102,12 @@ pub fn crop_gray(
     norm: impl Fn(f32) -> f32,
 ) -> Vec<f32> {
     let mut dst = Vec::with_capacity(out * out);
-    for v in 0..out {
-        for u in 0..out {
-            let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
-            let l = 0.299 * sample(rgb, w, h, x, y, 0)
-                + 0.587 * sample(rgb, w, h, x, y, 1)
-                + 0.114 * sample(rgb, w, h, x, y, 2);
-            dst.push(norm(l));
-        }
-    }
+    for_each_point(roi, out, |x, y| {
+        let l = 0.299 * sample(rgb, w, h, x, y, 0)
+            + 0.587 * sample(rgb, w, h, x, y, 1)
+            + 0.114 * sample(rgb, w, h, x, y, 2);
+        dst.push(norm(l));
+    });
     dst
 }
 
