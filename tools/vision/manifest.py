@@ -156,9 +156,39 @@ def main():
         "input_size": 64,
         "input_range": [-1.0, 1.0],
     }))
+    fp = RESULTS / "expression_ferplus.json"
+    fp = json.loads(fp.read_text()) if fp.exists() else None
     tta = RESULTS / "expression_tta.json"
     tta = json.loads(tta.read_text()) if tta.exists() else None
-    if (MODELS / "expression.onnx").exists() and tta and tta["sha256"] == sha256(MODELS / "expression.onnx"):
+    if (MODELS / "expression.onnx").exists() and fp and fp["sha256"] == sha256(MODELS / "expression.onnx"):
+        m, f, ho = fp["ferplus_majority"], fp["fer2013_labels"], fp["holdout_ferplus_majority"]
+        entries.append({
+            **common_fields_of("expression", "expression.onnx"),
+            "source": ("trained here from scratch on FER+ vote distributions (shared/data/ferplus labels of "
+                       "shared/data/fer2013 Training rows, 2,000 rows held out): tools/vision/train_ferplus.py "
+                       f"--arch {fp['arch']} (PyTorch 2.11, one H200, {fp['params']} parameters)"),
+            "licence": "Apache-2.0 (affectd); trained on FER2013 images (research-use terms) with FER+ labels (MIT)",
+            "conversion": ("tools/vision/export_ferplus.py: BatchNorm folded into the convolutions, torch.onnx.export "
+                           "opset 13 (NHWC input, Transpose in-graph), Conv weights stored int8 per output channel "
+                           "+ float32 scales, Cast+Mul in-graph (tools/vision/quantize.py make_int8w); top-1 "
+                           f"agreement with the float graph {fp['top1_agreement_int8_vs_float']:.4f} (onnxruntime)"),
+            "inputs": "input: [1,48,48,1] float32 NHWC gray, pixel/127.5 - 1 (range [-1,1]); face crop resized "
+                      "bilinear to 48x48",
+            "outputs": "logits: [1,7] float32 logits in label order; probabilities = softmax(logits / temperature)",
+            "accuracy": (f"FER+ strict-majority labels of FER2013 validation (PublicTest, n={m['n']}, "
+                         f"{fp['excluded_validation_rows']} rows without a 7-class majority left out): accuracy "
+                         f"{m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, neutral recall "
+                         f"{m['recall']['neutral']:.4f}, recall per class {m['recall']}; FER2013's own labels "
+                         f"(n={f['n']}): accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f}; training "
+                         f"holdout (n={ho['n']}): {ho['accuracy']:.4f}; temperature fitted on the holdout "
+                         f"(onnxruntime). Confusion FER+ (rows true, cols pred, label order): {m['confusion']}"),
+            "labels": FER_LABELS,
+            "temperature": fp["temperature"],
+            "input_size": 48,
+            "input_range": [-1.0, 1.0],
+            "quantization": "int8w",
+        })
+    elif (MODELS / "expression.onnx").exists() and tta and tta["sha256"] == sha256(MODELS / "expression.onnx"):
         h = tta["halves"]
         entries.append({
             **common_fields_of("expression", "expression.onnx"),
