@@ -109,11 +109,25 @@ pub enum EvalCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fused sentiment and false flags of the full `analyze` path on labelled recordings.
+    Recordings {
+        /// CSV with `path` (relative to the CSV's folder) and `label`/`sentiment`/`emotion`
+        /// (optional `incongruent`), e.g. `$AFFECTD_DATA/grid-av/labels.csv`.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Interval length passed to `analyze` (`5s`, `1s`, …).
+        #[arg(long, value_parser = parse_duration)]
+        interval: Option<f64>,
+    },
     /// Facial expression accuracy on a folder of class sub-folders of face images.
     Expression {
         /// Folder with one sub-folder per class (angry, disgust, fear, happy, neutral, sad, surprise).
         #[arg(long)]
         data: PathBuf,
+        /// FER+ vote file (`row,usage,neutral,…,NF`, as in `ferplus/labels.csv`): score against the
+        /// FER+ strict-majority label of each image (file stem = FER2013 row) instead of its folder.
+        #[arg(long)]
+        ferplus: Option<PathBuf>,
     },
 }
 
@@ -195,12 +209,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run { config } => daemon(&config),
         Command::Models { action, config } => models(action, config.as_deref()),
         Command::Eval { what, config } => {
-            let cfg = match config {
-                Some(p) => Config::load(&p)?,
+            let cfg = match &config {
+                Some(p) => Config::load(p)?,
                 None => Config::default(),
             };
             let report = match what {
-                EvalCommand::Expression { data } => crate::eval::expression::run(&data, &cfg)?,
+                EvalCommand::Expression { data, ferplus } => {
+                    crate::eval::expression::run(&data, ferplus.as_deref(), &cfg)?
+                }
+                EvalCommand::Recordings { labels, interval } => {
+                    crate::eval::recordings::run(&labels, interval, config.as_deref())?
+                }
                 EvalCommand::Asr { data } => crate::eval::asr::run(&data, &cfg)?,
                 EvalCommand::Text { data } => crate::eval::text::run(&data, &cfg)?,
                 EvalCommand::Fusion { pairs, per_modality, dump_features } => {

@@ -6,4 +6,5 @@ pub mod expression;
 pub mod fusion;
 pub mod metrics;
 pub mod pairs;
+pub mod recordings;
 pub mod text;
