@@ -211,7 +211,7 @@ def save_parts(tensors: dict, out: Path, stem: str):
 
 
 # ----------------------------------------------------------------------------------------------- main
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pack", default=".")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
@@ -237,7 +237,12 @@ def main():
                     help="seconds of training after which no new epoch starts (the device run is capped)")
     ap.add_argument("--hard-stop", type=float, default=330.0,
                     help="seconds since start after which training stops mid-epoch (then one last evaluation)")
-    a = ap.parse_args()
+    ap.add_argument("--llrd", type=float, default=1.0,
+                    help="layer-wise lr decay: layer i (0 = embeddings) gets lr * llrd ** (6 - i)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="also keep an exponential moving average of the weights (decay, e.g. 0.998) and "
+                         "evaluate it at every checkpoint; the better of raw/EMA competes for selection")
+    a = ap.parse_args(argv)
 
     t_start = time.time()
     torch.manual_seed(a.seed)
@@ -277,12 +282,23 @@ def main():
     head.to(dev)
 
     no_decay = lambda n: n.endswith("bias") or ".ln" in n or n.startswith("ln.")  # noqa: E731
-    groups = [
-        {"params": [p for n, p in enc.named_parameters() if not no_decay(n)], "lr": a.lr, "weight_decay": a.wd},
-        {"params": [p for n, p in enc.named_parameters() if no_decay(n)], "lr": a.lr, "weight_decay": 0.0},
-        {"params": list(head.parameters()), "lr": a.head_lr, "weight_decay": a.wd},
-    ]
+
+    def depth(n):  # 0 = embeddings, 1..6 = transformer layers
+        return int(n.split(".")[1]) + 1 if n.startswith("layers.") else 0
+
+    groups = []
+    for d in range(LAYERS + 1):
+        lr_d = a.lr * a.llrd ** (LAYERS - d)
+        for nd in (False, True):
+            ps = [p for n, p in enc.named_parameters() if depth(n) == d and no_decay(n) == nd]
+            if ps:
+                groups.append({"params": ps, "lr": lr_d, "weight_decay": 0.0 if nd else a.wd})
+    groups.append({"params": list(head.parameters()), "lr": a.head_lr, "weight_decay": a.wd})
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-6, **({"fused": True} if dev.type == "cuda" else {}))
+    ema = None
+    if a.ema > 0:
+        ema = [p.detach().clone() for p in list(enc.parameters()) + list(head.parameters())]
+        live = list(enc.parameters()) + list(head.parameters())
     steps_per_epoch = math.ceil(a.epoch_size / a.batch)
     total = steps_per_epoch * a.epochs
     warm = max(1, int(a.warmup * total))
@@ -334,6 +350,9 @@ def main():
             torch.nn.utils.clip_grad_norm_(list(enc.parameters()) + list(head.parameters()), 1.0)
             opt.step()
             step += 1
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema, [p.detach() for p in live], 1.0 - a.ema)
             seen += len(idx)
             if bi % a.log_every == 0:
                 el = time.time() - t0
@@ -343,21 +362,32 @@ def main():
             if stop:
                 log(f"hard stop at {time.time() - t_start:.0f} s (epoch {ep + 1} step {bi + 1})")
             if (bi + 1) in evals_at or stop:
-                ev, _ = evaluate(enc, head, va, set_names, dev, amp)
+                for kind in (["raw", "ema"] if ema is not None else ["raw"]):
+                    if kind == "ema":
+                        saved = [p.detach().clone() for p in live]
+                        with torch.no_grad():
+                            for p, e_ in zip(live, ema):
+                                p.copy_(e_)
+                    ev, _ = evaluate(enc, head, va, set_names, dev, amp)
+                    score = ev[SELECT]["macro_recall"] if SELECT in ev else float(np.mean(
+                        [v["macro_recall"] for v in ev.values()]))
+                    rec = {"epoch": ep + 1, "step": step, "frac": round((bi + 1) / steps_per_epoch, 3),
+                           "weights": kind, "select_macro_recall": score, "val": ev,
+                           "secs": time.time() - t_start, "rows_per_s": seen / max(time.time() - t0, 1e-9)}
+                    results["epochs"].append(rec)
+                    log(f"EVAL epoch {ep + 1} ({rec['frac']}) {kind}: select {score:.4f} ",
+                        json.dumps({k: round(v["macro_recall"], 4) for k, v in ev.items()}))
+                    if best is None or score > best["select_macro_recall"]:
+                        best = rec
+                        best_state = (enc.hf_state(torch.float16),
+                                      {k: v.detach().to("cpu", torch.float32).clone()
+                                       for k, v in head.state_dict().items()})
+                    if kind == "ema":
+                        with torch.no_grad():
+                            for p, s_ in zip(live, saved):
+                                p.copy_(s_)
                 enc.train()
                 head.train()
-                score = ev[SELECT]["macro_recall"] if SELECT in ev else float(np.mean(
-                    [v["macro_recall"] for v in ev.values()]))
-                rec = {"epoch": ep + 1, "step": step, "frac": round((bi + 1) / steps_per_epoch, 3),
-                       "select_macro_recall": score, "val": ev, "secs": time.time() - t_start,
-                       "rows_per_s": seen / max(time.time() - t0, 1e-9)}
-                results["epochs"].append(rec)
-                log(f"EVAL epoch {ep + 1} ({rec['frac']}): select {score:.4f} ",
-                    json.dumps({k: round(v["macro_recall"], 4) for k, v in ev.items()}))
-                if best is None or score > best["select_macro_recall"]:
-                    best = rec
-                    best_state = (enc.hf_state(torch.float16),
-                                  {k: v.detach().to("cpu", torch.float32).clone() for k, v in head.state_dict().items()})
                 (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
             if stop:
                 break
@@ -369,14 +399,16 @@ def main():
     parts, nbytes = save_parts(enc_state, out, "encoder.safetensors")
     save_file(head_state, str(out / "head.safetensors"))
     results["chosen"] = {"epoch": best["epoch"], "step": best["step"], "frac": best["frac"],
+                         "weights": best.get("weights", "raw"),
                          "select": SELECT, "select_macro_recall": best["select_macro_recall"]}
     results["files"] = {"encoder_parts": parts, "encoder_bytes": nbytes, "head": "head.safetensors"}
     results["wall_s"] = time.time() - t_start
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    log(f"chosen epoch {best['epoch']} (step {best['step']}): {SELECT} macro-recall "
+    log(f"chosen epoch {best['epoch']} (step {best['step']}, {best.get('weights')}): {SELECT} macro-recall "
         f"{best['select_macro_recall']:.4f}; wrote {parts} + head.safetensors + results.json to {out} "
         f"in {results['wall_s']:.0f} s")
+    return results
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
