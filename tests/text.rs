@@ -156,9 +156,9 @@ fn neutral_read_speech_is_neutral() {
 /// the Rust chain must keep (a little below, for tract-vs-onnxruntime float differences).
 const NEUTRAL_PY: f64 = 0.994;
 const NEUTRAL_FLOOR: f64 = 0.95;
-const SARCASM_PY: f64 = 0.425;
+const SARCASM_PY: f64 = 0.400;
 const SARCASM_FLOOR: f64 = 0.35;
-const TWEETEVAL_VAL_PY: f64 = 0.657;
+const TWEETEVAL_VAL_PY: f64 = 0.659;
 const TWEETEVAL_VAL_FLOOR: f64 = 0.63;
 
 fn report_field(report: &str, k: &str) -> f64 {
