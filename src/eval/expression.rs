@@ -94,6 +94,7 @@ pub fn load_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 pub fn run(data: &Path, ferplus: Option<&Path>, cfg: &Config) -> Result<String> {
     let fp = ferplus.map(read_ferplus).transpose()?;
     let mut left_out = 0usize;
+    let mut classify_s = 0.0f64;
     let (path, entry) = model::locate(&cfg.models.dir, &cfg.vision.expression_model, cfg.models.verify)?;
     let mut m = ExpressionModel::load(&path, &entry)?;
     let labels = m.labels.clone();
@@ -147,7 +148,9 @@ pub fn run(data: &Path, ferplus: Option<&Path>, cfg: &Config) -> Result<String> 
             };
             let (w, h, rgb) = load_rgb(&f)?;
             let roi = Roi { cx: w as f32 / 2.0, cy: h as f32 / 2.0, size: w.max(h) as f32, rotation: 0.0 };
+            let t0 = std::time::Instant::now();
             let probs = m.classify(&rgb, w, h, &roi)?;
+            classify_s += t0.elapsed().as_secs_f64();
             let pred =
                 probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
             conf.add(truth, pred);
@@ -164,9 +167,10 @@ pub fn run(data: &Path, ferplus: Option<&Path>, cfg: &Config) -> Result<String> 
         None => "truth: folder names\n".to_string(),
     };
     Ok(format!(
-        "model: {} ({})\n{truth_note}{}\naccuracy={:.4} macro_f1={:.4} n={}\n",
+        "model: {} ({})\n{truth_note}crop + model: {:.3} ms per face (mean wall time on this thread)\n{}\naccuracy={:.4} macro_f1={:.4} n={}\n",
         entry.name,
         entry.file,
+        classify_s * 1000.0 / conf.n().max(1) as f64,
         conf.report(),
         conf.accuracy(),
         conf.macro_f1(),
