@@ -136,7 +136,9 @@ def finetune_section(hd):
     b = hd["bias"]
     L += ["", "TweetEval validation peaks early and then falls while airline dev keeps rising: the longer the "
           "encoder trains on airline/MELD/SST-2, the more it fits those domains. Selection keeps the early "
-          "checkpoint, which costs airline dev (≈0.76 instead of ≈0.80).", "",
+          "checkpoint, which costs airline dev (≈0.76 instead of ≈0.80). Not tried yet (prepared, not run): "
+          "`sweep.py` — lower learning rates, layer-wise lr decay and EMA weights, checkpoints every quarter epoch, "
+          "which may keep TweetEval while airline dev keeps rising.", "",
           f"Class-bias offsets ({b['grid']}, criterion {b['criterion']}): b_neg {b['b_neg']}, b_pos {b['b_pos']}, "
           f"TweetEval val {b['val_without']:.4f} → {b['val_with']:.4f}; applied: {b['applied']} (folded into the "
           "head's last Add). The other choice would give " + ", ".join(
