@@ -77,7 +77,9 @@ fn stop_after(signal: &str, after: Duration) {
     let stderr = reader.join().unwrap();
     assert_eq!(status.code(), Some(0), "clean exit on {signal}: {stderr}");
     assert!(stderr.contains("stopped (signal)"), "{stderr}");
-    assert!(shutdown < Duration::from_secs(5), "shutdown took {shutdown:?}");
+    // A bound, not a speed target: drain must not wait for the media to end. Generous because
+    // this runs on shared 2-core machines (5.3 s was seen under load average 7).
+    assert!(shutdown < Duration::from_secs(12), "shutdown took {shutdown:?}");
 
     let lines = intervals_only(&validated_lines(&std::fs::read_to_string(&out).unwrap()));
     let spans = check_intervals(&lines, 1.0);
