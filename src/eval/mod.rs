@@ -7,3 +7,4 @@ pub mod fusion;
 pub mod metrics;
 pub mod pairs;
 pub mod text;
+pub mod voice;
