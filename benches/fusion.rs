@@ -18,7 +18,11 @@ fn interval(faces: usize, texts: usize) -> IntervalTokens {
         embedding: (0..TEXT_EMBEDDING).map(|k| ((k + i) as f32 * 0.37).sin() / 13.8).collect(),
         t: 0.5,
     };
-    IntervalTokens { faces: (0..faces).map(face).collect(), texts: (0..texts).map(text).collect() }
+    IntervalTokens {
+        faces: (0..faces).map(face).collect(),
+        texts: (0..texts).map(text).collect(),
+        voices: vec![],
+    }
 }
 
 fn bench(c: &mut Criterion) {

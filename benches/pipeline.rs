@@ -56,6 +56,7 @@ fn window(c: &mut Criterion) {
         models: Default::default(),
         face_labels: None,
         publish_transcripts: false,
+        voice: false,
     };
     c.bench_function("window/1000_frames", |b| {
         b.iter_batched(

@@ -90,6 +90,10 @@ pub enum EvalCommand {
         /// Write each row's stage outputs as JSON lines here (training input; needs no fusion model).
         #[arg(long)]
         dump_features: Option<PathBuf>,
+        /// Pooled encoder features of the `wav` recordings from `eval voice --dump-features`
+        /// (skips whisper for them; the voice head still runs).
+        #[arg(long)]
+        voice_features: Option<PathBuf>,
     },
     /// Write a deterministic pseudo-paired fusion set from the shared data (docs/fusion.md).
     MakePairs {
@@ -118,6 +122,18 @@ pub enum EvalCommand {
         /// Interval length passed to `analyze` (`5s`, `1s`, …).
         #[arg(long, value_parser = parse_duration)]
         interval: Option<f64>,
+    },
+    /// Voice emotion accuracy on a folder of audio files with labels.csv (path, emotion[, actor]).
+    Voice {
+        /// Folder with labels.csv and the audio files it names (FLAC, WAV, ...).
+        #[arg(long)]
+        data: PathBuf,
+        /// Score only these actors (`actor` column), e.g. `21-24` or `1,2,5`.
+        #[arg(long)]
+        actors: Option<String>,
+        /// Write each file's pooled encoder features as JSON lines here (tools/voice/train.py input).
+        #[arg(long)]
+        dump_features: Option<PathBuf>,
     },
     /// Facial expression accuracy on a folder of class sub-folders of face images.
     Expression {
@@ -149,6 +165,10 @@ pub struct AnalyzeArgs {
     /// Take the audio from this file instead of the recording's own audio track.
     #[arg(long)]
     pub audio: Option<PathBuf>,
+    /// The customer's channel of a stereo recording (`left`, `right`; default `mix`, or the
+    /// config's `source.audio.channel`): only that channel is decoded and analysed.
+    #[arg(long, value_enum)]
+    pub channel: Option<crate::config::AudioChannel>,
     /// Interval length (`5s`, `2.5s`, `500ms`, `1m`).
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<f64>,
@@ -222,8 +242,17 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 EvalCommand::Asr { data } => crate::eval::asr::run(&data, &cfg)?,
                 EvalCommand::Text { data } => crate::eval::text::run(&data, &cfg)?,
-                EvalCommand::Fusion { pairs, per_modality, dump_features } => {
-                    crate::eval::fusion::run(&pairs, &cfg, per_modality, dump_features.as_deref())?
+                EvalCommand::Voice { data, actors, dump_features } => {
+                    crate::eval::voice::run(&data, actors.as_deref(), dump_features.as_deref(), &cfg)?
+                }
+                EvalCommand::Fusion { pairs, per_modality, dump_features, voice_features } => {
+                    crate::eval::fusion::run(
+                        &pairs,
+                        &cfg,
+                        per_modality,
+                        dump_features.as_deref(),
+                        voice_features.as_deref(),
+                    )?
                 }
                 EvalCommand::MakePairs { data, split, n, seed, out } => {
                     let data = data
@@ -316,8 +345,19 @@ fn speech_stages(cfg: &Config, has_audio: bool) -> Result<Option<crate::pipeline
     }
     let sp = &cfg.speech;
     let (path, _) = crate::model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let asr =
-        asr::Asr::load(&path, asr::AsrParams { threads: sp.asr_threads, no_speech_max: sp.no_speech_max })?;
+    let asr = asr::Asr::load(
+        &path,
+        asr::AsrParams {
+            threads: sp.asr_threads,
+            no_speech_max: sp.no_speech_max,
+            encoder_features: sp.voice,
+        },
+    )?;
+    let voice = if sp.voice {
+        Some(crate::audio::voice::VoiceHead::load_from(&cfg.models.dir, cfg.models.verify)?)
+    } else {
+        None
+    };
     let vad = vad::Vad::new(vad::VadParams {
         min_speech_s: sp.min_speech_s,
         min_silence_s: sp.min_silence_s,
@@ -329,6 +369,7 @@ fn speech_stages(cfg: &Config, has_audio: bool) -> Result<Option<crate::pipeline
         vad,
         asr,
         text,
+        voice,
         publish_transcripts: cfg.privacy.publish_transcripts,
     }))
 }
@@ -400,8 +441,12 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     } else {
         None
     };
+    let channel = args.channel.unwrap_or(match &cfg.source.audio {
+        AudioSourceConfig::File { channel, .. } => *channel,
+        _ => crate::config::AudioChannel::Mix,
+    });
     let audio = match &audio_path {
-        Some(p) => Some(AudioInput { source: source::open_audio(p)?, realtime: false }),
+        Some(p) => Some(AudioInput { source: source::open_audio_channel(p, channel)?, realtime: false }),
         None => None,
     };
     let session_id = new_session_id();
@@ -541,8 +586,8 @@ fn open_audio_source(
 ) -> Result<Option<AudioInput>> {
     Ok(match &cfg.source.audio {
         AudioSourceConfig::None => None,
-        AudioSourceConfig::File { path, realtime } => {
-            Some(AudioInput { source: source::open_audio(path)?, realtime: *realtime })
+        AudioSourceConfig::File { path, realtime, channel } => {
+            Some(AudioInput { source: source::open_audio_channel(path, *channel)?, realtime: *realtime })
         }
         AudioSourceConfig::Mic { device, sample_rate, restart_max_s } => {
             let spec = source::mic::MicSpec {

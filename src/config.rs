@@ -144,6 +144,10 @@ pub enum AudioSourceConfig {
         /// Pace delivery to the wall clock.
         #[serde(default)]
         realtime: bool,
+        /// Which channel of a stereo call recording is the customer: `left`, `right` or `mix`
+        /// (all channels averaged, the default). Only that channel is decoded and analysed.
+        #[serde(default)]
+        channel: AudioChannel,
     },
     /// A microphone (cpal; ALSA on Linux), any native rate/format, resampled to 16 kHz mono.
     Mic {
@@ -157,6 +161,19 @@ pub enum AudioSourceConfig {
         #[serde(default = "default_reconnect_max_s")]
         restart_max_s: f64,
     },
+}
+
+/// The channel of a recording that is analysed (the customer's, on a stereo call recording).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioChannel {
+    /// Every channel averaged to mono.
+    #[default]
+    Mix,
+    /// The first channel only (the others are never decoded past the demuxer).
+    Left,
+    /// The second channel only; a mono recording has none, which is an error.
+    Right,
 }
 
 /// Where messages go.
@@ -348,6 +365,9 @@ pub struct SpeechConfig {
     pub min_silence_s: f64,
     /// Longer utterances are cut (Whisper's window is 30 s).
     pub max_utterance_s: f64,
+    /// Score how each utterance was said (voice emotion on the Whisper encoder output; needs the
+    /// `voice_emotion` model). Only runs when speech is enabled.
+    pub voice: bool,
 }
 
 impl Default for SpeechConfig {
@@ -360,6 +380,7 @@ impl Default for SpeechConfig {
             min_speech_s: v.min_speech_s,
             min_silence_s: v.min_silence_s,
             max_utterance_s: v.max_utterance_s,
+            voice: true,
         }
     }
 }

@@ -124,6 +124,23 @@ pub struct UtteranceObs {
     pub probs: Option<[f32; 3]>,
     /// Sentence embedding (384-d), when the text stage runs.
     pub embedding: Option<Vec<f32>>,
+    /// How it was said, when the voice stage runs.
+    pub voice: Option<VoiceObs>,
+}
+
+/// The voice stage's estimate for one utterance (docs/voice.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceObs {
+    /// Calibrated voice-emotion probabilities in [`crate::audio::voice::LABELS`] order.
+    pub probs: Vec<f32>,
+    /// (negative, neutral, positive) folded from `probs`.
+    pub sentiment: [f32; 3],
+    /// Probability that the voice sounds negative (angry, fearful, sad or disgusted).
+    pub negative: f32,
+    /// Valence in [-1, 1]: P(positive) − P(negative).
+    pub valence: f32,
+    /// Quality weight in (0, 1]: grows with the utterance's length (full from 1.5 s of speech).
+    pub quality: f32,
 }
 
 /// An observation a stage contributes to interval aggregation.
@@ -277,6 +294,9 @@ pub struct AlertMessage {
     pub sentiment: Option<Sentiment>,
     /// What the face showed most (dominant expression of the last interval), when seen.
     pub face: Option<String>,
+    /// The voice's dominant emotion in the last flagged interval (null without a voice stage or speech).
+    #[serde(default)]
+    pub voice: Option<String>,
     /// The words' own sentiment label in the last interval, when someone spoke.
     pub words: Option<String>,
     /// What was said in those intervals (PII-redacted); only with `privacy.publish_transcripts`.

@@ -46,6 +46,9 @@ pub struct SpeechStages {
     pub asr: crate::audio::asr::Asr,
     /// Sentence encoder + sentiment head, in its own thread; `None` = transcripts only.
     pub text: Option<crate::text::TextModel>,
+    /// Voice-emotion head on the ASR encoder output, run in the ASR thread (the `asr` must have
+    /// `encoder_features` on); `None` = no voice stage.
+    pub voice: Option<crate::audio::voice::VoiceHead>,
     /// Publish redacted transcripts in interval messages.
     pub publish_transcripts: bool,
 }
@@ -55,6 +58,10 @@ impl SpeechStages {
     pub fn versions(&self) -> std::collections::BTreeMap<String, String> {
         let mut v = self.text.as_ref().map(|t| t.versions()).unwrap_or_default();
         v.insert("asr".into(), self.asr.version());
+        if let Some(h) = &self.voice {
+            let file = h.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            v.insert("voice".into(), file);
+        }
         v
     }
 }
@@ -68,7 +75,7 @@ enum SpeechMsg {
 
 /// What flows from the ASR thread to the text thread.
 enum UtteranceMsg {
-    Utterance(crate::audio::asr::Transcript),
+    Utterance(crate::audio::asr::Transcript, Option<crate::message::VoiceObs>),
     Watermark(f64),
     End(f64),
 }
@@ -238,6 +245,7 @@ impl Pipeline {
             },
             face_labels: vision.as_ref().map(|v| v.labels()).filter(|l| !l.is_empty()),
             publish_transcripts: speech.as_ref().is_some_and(|s| s.publish_transcripts),
+            voice: speech.as_ref().is_some_and(|s| s.voice.is_some()),
         };
         let duration = [
             video.as_ref().and_then(|v| v.source.duration()),
@@ -285,8 +293,8 @@ impl Pipeline {
                 let (utt_tx, utt_rx, s) = channel::bounded::<UtteranceMsg>("asr->text", 64, Overflow::Block);
                 channels.push(s);
                 vad = Some((sp.vad, seg_tx));
-                let asr = sp.asr;
-                threads.push(spawn("asr", stop.clone(), move || asr_stage(asr, seg_rx, utt_tx))?);
+                let (asr, voice) = (sp.asr, sp.voice);
+                threads.push(spawn("asr", stop.clone(), move || asr_stage(asr, voice, seg_rx, utt_tx))?);
                 let (obs, c, text) = (obs_tx.clone(), counters.clone(), sp.text);
                 threads.push(spawn("text", stop.clone(), move || {
                     text_stage(text, utt_rx, obs, sp_producer, &c)
@@ -513,15 +521,38 @@ fn audio_stage(
     Ok(())
 }
 
+/// The voice estimate of one transcribed speech segment (None without a head or features).
+fn voice_of(
+    head: Option<&mut crate::audio::voice::VoiceHead>,
+    t: &crate::audio::asr::Transcript,
+    seg: &crate::audio::vad::SpeechSegment,
+) -> Result<Option<crate::message::VoiceObs>> {
+    let (Some(head), Some(pool)) = (head, t.encoder.as_ref()) else {
+        return Ok(None);
+    };
+    let est = head.predict(&pool.features)?;
+    Ok(Some(crate::message::VoiceObs {
+        quality: ((seg.end - seg.start) / 1.5).clamp(0.1, 1.0) as f32,
+        probs: est.probs,
+        sentiment: est.sentiment,
+        negative: est.negative,
+        valence: est.valence,
+    }))
+}
+
 fn asr_stage(
     mut asr: crate::audio::asr::Asr,
+    mut voice: Option<crate::audio::voice::VoiceHead>,
     rx: MeteredReceiver<SpeechMsg>,
     tx: MeteredSender<UtteranceMsg>,
 ) -> Result<()> {
     while let Some(msg) = rx.recv() {
         let out = match msg {
-            SpeechMsg::Segment(seg) => match asr.transcribe(&seg) {
-                Ok(Some(t)) => UtteranceMsg::Utterance(t),
+            SpeechMsg::Segment(seg) => match asr
+                .transcribe(&seg)
+                .and_then(|t| t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose())
+            {
+                Ok(Some((t, v))) => UtteranceMsg::Utterance(t, v),
                 Ok(None) => UtteranceMsg::Watermark(seg.start),
                 Err(e) => {
                     let _ = tx.send(UtteranceMsg::End(seg.end));
@@ -549,7 +580,7 @@ fn text_stage(
     let mut ended = None;
     while let Some(msg) = rx.recv() {
         let event = match msg {
-            UtteranceMsg::Utterance(t) => {
+            UtteranceMsg::Utterance(t, voice) => {
                 let (probs, embedding) = match model.as_mut() {
                     Some(m) => match m.analyze(&t.text) {
                         Ok(s) => (Some(s.probs), Some(s.embedding)),
@@ -569,6 +600,7 @@ fn text_stage(
                     text: t.text,
                     probs,
                     embedding,
+                    voice,
                 }))
             }
             UtteranceMsg::Watermark(w) => Event::Progress(w),

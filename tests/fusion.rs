@@ -243,6 +243,7 @@ fn alerts_are_debounced_through_the_window() {
         models: Default::default(),
         face_labels: Some(labels),
         publish_transcripts: false,
+        voice: false,
     };
     let mut w = IntervalWindow::new(5.0, 2.0, &[ProducerKind::Video, ProducerKind::Speech], session)
         .with_fusion(fusion);
@@ -275,6 +276,7 @@ fn alerts_are_debounced_through_the_window() {
             text: "Great, thanks.".into(),
             probs: Some(u.probs),
             embedding: Some(u.embedding.clone()),
+            voice: None,
         };
         out.extend(w.push(Envelope { producer: 1, event: Event::Obs(Observation::Utterance(utt)) }));
         for p in 0..2 {

@@ -26,12 +26,87 @@ pub struct AsrParams {
     pub threads: usize,
     /// Segments whose no-speech probability is above this are dropped.
     pub no_speech_max: f32,
+    /// Also pool the encoder output of each transcribed segment ([`Transcript::encoder`]) for the
+    /// voice stage.
+    pub encoder_features: bool,
 }
 
 impl Default for AsrParams {
     fn default() -> Self {
-        AsrParams { threads: 1, no_speech_max: 0.6 }
+        AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false }
     }
+}
+
+/// Audio per Whisper encoder frame, in samples (20 ms).
+pub const ENCODER_HOP: usize = 320;
+
+/// The Whisper encoder output over one speech segment, pooled per dimension over the frames of
+/// the real audio (not whisper's zero padding): `[mean; n_state] ++ [std; n_state]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderPool {
+    /// Mean then standard deviation per encoder dimension (768 values for tiny.en).
+    pub features: Vec<f32>,
+    /// Encoder frames pooled.
+    pub frames: usize,
+    /// Seconds spent copying and pooling (not counting an encoder re-run).
+    pub pool_s: f64,
+    /// True when whisper's last encoder run started after the segment start and the encoder had
+    /// to be run again from the start (a rare extra cost).
+    pub reencoded: bool,
+}
+
+/// Running sums of encoder frames for mean+std pooling.
+#[derive(Debug, Clone)]
+struct PoolAcc {
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+    n: usize,
+}
+
+impl PoolAcc {
+    fn new(dim: usize) -> PoolAcc {
+        PoolAcc { sum: vec![0.0; dim], sq: vec![0.0; dim], n: 0 }
+    }
+
+    fn add(&mut self, frames: &[f32]) {
+        let d = self.sum.len();
+        for f in frames.chunks_exact(d) {
+            for ((s, q), &x) in self.sum.iter_mut().zip(self.sq.iter_mut()).zip(f) {
+                let x = x as f64;
+                *s += x;
+                *q += x * x;
+            }
+            self.n += 1;
+        }
+    }
+
+    fn finish(&self) -> Vec<f32> {
+        let n = self.n.max(1) as f64;
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
+        let std = self.sq.iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0).sqrt());
+        mean.iter().map(|&m| m as f32).chain(std.map(|s| s as f32)).collect()
+    }
+}
+
+/// What the encoder-begin callback saw: whisper's raw context and state of the current run.
+struct EncoderCapture {
+    ctx: *mut whisper_rs_sys::whisper_context,
+    state: *mut whisper_rs_sys::whisper_state,
+    runs: u32,
+}
+
+unsafe extern "C" fn on_encoder_begin(
+    ctx: *mut whisper_rs_sys::whisper_context,
+    state: *mut whisper_rs_sys::whisper_state,
+    user_data: *mut std::ffi::c_void,
+) -> bool {
+    // SAFETY: user_data is the &mut EncoderCapture that `transcribe` set for this `full` call,
+    // alive and not otherwise borrowed while whisper.cpp runs.
+    let cap = unsafe { &mut *(user_data as *mut EncoderCapture) };
+    cap.ctx = ctx;
+    cap.state = state;
+    cap.runs += 1;
+    true
 }
 
 /// The words recognised in one speech segment.
@@ -45,6 +120,9 @@ pub struct Transcript {
     pub text: String,
     /// The kept whisper segments.
     pub segments: Vec<TranscriptSegment>,
+    /// The pooled encoder output over the whole speech segment, when
+    /// [`AsrParams::encoder_features`] is on.
+    pub encoder: Option<EncoderPool>,
 }
 
 /// One whisper segment, in media time.
@@ -296,10 +374,14 @@ impl Asr {
         } else {
             seg.samples.iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }).collect()
         };
+        let n_state = self.info.hparams[2] as usize;
+        let mut acc = self.params.encoder_features.then(|| PoolAcc::new(n_state));
+        let (mut pool_s, mut reencoded) = (0.0f64, false);
         for (i, chunk) in clean.chunks(WINDOW).enumerate() {
             if chunk.len() < MIN_SAMPLES {
                 continue;
             }
+            let mut cap = EncoderCapture { ctx: std::ptr::null_mut(), state: std::ptr::null_mut(), runs: 0 };
             let offset = seg.start + (i * WINDOW) as f64 / AUDIO_RATE as f64;
             let chunk_end = offset + chunk.len() as f64 / AUDIO_RATE as f64;
             let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
@@ -311,10 +393,23 @@ impl Asr {
             p.set_print_progress(false);
             p.set_print_realtime(false);
             p.set_print_timestamps(false);
+            if acc.is_some() {
+                // SAFETY: the callback only records the pointers whisper.cpp passes it; `cap`
+                // outlives the `full` call below, which is the only one that uses it.
+                unsafe {
+                    p.set_start_encoder_callback(Some(on_encoder_begin));
+                    p.set_start_encoder_callback_user_data(&mut cap as *mut EncoderCapture as *mut _);
+                }
+            }
             self.state.full(p, chunk).map_err(|e| Error::Model {
                 path: self.path.clone(),
                 message: format!("transcription failed: {e}"),
             })?;
+            if let Some(acc) = acc.as_mut() {
+                let (s, re) = self.pool_encoder(&cap, chunk.len(), n_state, acc)?;
+                pool_s += s;
+                reencoded |= re;
+            }
             for s in self.state.as_iter() {
                 let text = s
                     .to_str_lossy()
@@ -337,12 +432,72 @@ impl Asr {
             return Ok(None);
         }
         let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
+        let encoder = acc.filter(|a| a.n > 0).map(|a| {
+            let t0 = std::time::Instant::now();
+            let features = a.finish();
+            EncoderPool { features, frames: a.n, pool_s: pool_s + t0.elapsed().as_secs_f64(), reencoded }
+        });
         Ok(Some(Transcript {
             start: segments[0].start,
             end: segments[segments.len() - 1].end,
             text,
             segments,
+            encoder,
         }))
+    }
+
+    /// Adds the encoder frames of the real audio of the window just transcribed to `acc`; when
+    /// whisper's last encoder run did not start at the window start (it seeks on after a first
+    /// pass), runs the encoder once more from the start. Returns (seconds copying and pooling,
+    /// re-encoded).
+    fn pool_encoder(
+        &mut self,
+        cap: &EncoderCapture,
+        n_samples: usize,
+        n_state: usize,
+        acc: &mut PoolAcc,
+    ) -> Result<(f64, bool)> {
+        let err = |message: String| Error::Model { path: self.path.clone(), message };
+        if cap.runs == 0 || cap.state.is_null() {
+            return Err(err("whisper.cpp ran no encoder for a segment it transcribed".into()));
+        }
+        let n_frames = n_samples.div_ceil(ENCODER_HOP).min(self.info.hparams[1] as usize);
+        let mut buf = vec![0f32; n_frames * n_state];
+        let mut offset: std::ffi::c_int = -1;
+        // SAFETY: cap.state is this Asr's whisper state (whisper.cpp passed it to the callback
+        // during the `full` call that just returned) and buf holds n_frames * n_state floats.
+        let mut t0 = std::time::Instant::now();
+        let mut got = unsafe {
+            whisper_rs_sys::whisper_get_embd_enc(cap.state, buf.as_mut_ptr(), n_frames as i32, &mut offset)
+        };
+        let mut reencoded = false;
+        if got >= 0 && offset != 0 {
+            // SAFETY: the same context and state; the mel of this window is still in the state.
+            let rc = unsafe {
+                whisper_rs_sys::whisper_encode_with_state(cap.ctx, cap.state, 0, self.params.threads as i32)
+            };
+            if rc != 0 {
+                return Err(err(format!("whisper.cpp encoder re-run failed (code {rc})")));
+            }
+            reencoded = true;
+            t0 = std::time::Instant::now();
+            // SAFETY: as above.
+            got = unsafe {
+                whisper_rs_sys::whisper_get_embd_enc(
+                    cap.state,
+                    buf.as_mut_ptr(),
+                    n_frames as i32,
+                    &mut offset,
+                )
+            };
+        }
+        if got < 0 || offset != 0 {
+            return Err(err(format!(
+                "cannot read whisper's encoder output (getter returned {got}, offset {offset})"
+            )));
+        }
+        acc.add(&buf[..got as usize * n_state]);
+        Ok((t0.elapsed().as_secs_f64(), reencoded))
     }
 
     /// Engine and model, e.g. `whisper.cpp 1.8.3 ggml-tiny.en-q8_0.bin ftype 2007`.

@@ -4,6 +4,7 @@
 pub mod asr;
 pub mod resample;
 pub mod vad;
+pub mod voice;
 
 use crate::message::{AudioChunk, AudioObs};
 

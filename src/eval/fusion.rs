@@ -4,14 +4,18 @@
 //! `accuracy=… macro_f1=… incongruence_f1=… n=N` for the attention head. `--per-modality` adds
 //! the baselines: the head fed one modality only, early fusion, late fusion.
 //! `--dump-features FILE` writes each row's stage outputs as JSON lines (the training input of
-//! `tools/fusion/train.py`), and needs no fusion model.
+//! `tools/fusion/train.py`), and needs no fusion model. A row's `wav` goes through the real
+//! speech path (whisper.cpp, encoder features) and the voice head: one voice token.
 
 use super::metrics::Confusion;
 use super::pairs::SENTIMENTS;
+use crate::audio::asr::{Asr, AsrParams};
+use crate::audio::vad::SpeechSegment;
+use crate::audio::voice::VoiceHead;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fusion::head::{EarlyFusion, Fused, FusionHead, EARLY, HEAD};
-use crate::fusion::tokens::{face_quality, FaceToken, IntervalTokens, Modality, TextToken};
+use crate::fusion::tokens::{face_quality, FaceToken, IntervalTokens, Modality, TextToken, VoiceToken};
 use crate::message::Frame;
 use crate::model;
 use crate::text::TextModel;
@@ -120,8 +124,17 @@ pub struct Extractor {
     text: TextModel,
     faces: HashMap<PathBuf, Option<(Vec<f32>, f32)>>,
     texts: HashMap<String, ([f32; 3], Vec<f32>)>,
+    voice: Option<(Asr, VoiceHead)>,
+    voices: HashMap<PathBuf, Option<VoiceToken>>,
+    /// Pooled encoder features by the recording's last two path components (`Actor_01/x.flac`),
+    /// from `affectd eval voice --dump-features` (skips whisper; the head still runs in tract).
+    voice_features: HashMap<String, Vec<f32>>,
+    models_dir: PathBuf,
+    verify: bool,
     /// Images in which no face was found.
     pub faceless: u64,
+    /// Recordings in which no speech was recognised.
+    pub voiceless: u64,
 }
 
 impl Extractor {
@@ -132,8 +145,73 @@ impl Extractor {
             text: TextModel::load(&cfg.models)?,
             faces: HashMap::new(),
             texts: HashMap::new(),
+            voice: None,
+            voices: HashMap::new(),
+            voice_features: HashMap::new(),
+            models_dir: cfg.models.dir.clone(),
+            verify: cfg.models.verify,
             faceless: 0,
+            voiceless: 0,
         })
+    }
+
+    /// Reads pooled encoder features dumped by `affectd eval voice --dump-features` (JSON lines
+    /// with `path` and `features`), used instead of running whisper for those recordings.
+    pub fn load_voice_features(&mut self, path: &Path) -> Result<usize> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::input(path, format!("line {}: not JSON ({e})", i + 1)))?;
+            let (Some(p), Some(f)) = (v["path"].as_str(), v["features"].as_array()) else {
+                return Err(Error::input(path, format!("line {}: needs `path` and `features`", i + 1)));
+            };
+            let f: Vec<f32> = f.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
+            self.voice_features.insert(tail2(Path::new(p)), f);
+        }
+        Ok(self.voice_features.len())
+    }
+
+    /// The voice token of a recording (whisper.cpp encoder features → voice head), loading the
+    /// speech models on first use; `None` when no speech is recognised.
+    pub fn voice(&mut self, path: &Path) -> Result<Option<VoiceToken>> {
+        if let Some(v) = self.voices.get(path) {
+            return Ok(v.clone());
+        }
+        if let Some(f) = self.voice_features.get(&tail2(path)).cloned() {
+            if self.voice.is_none() {
+                let (asr_path, _) = model::locate(&self.models_dir, "asr", self.verify)?;
+                let asr = Asr::load(&asr_path, AsrParams { encoder_features: true, ..AsrParams::default() })?;
+                self.voice = Some((asr, VoiceHead::load_from(&self.models_dir, self.verify)?));
+            }
+            let (_, head) = self.voice.as_mut().expect("loaded above");
+            let est = head.predict(&f)?;
+            let secs = crate::source::open_audio(path)?.duration().unwrap_or(1.5);
+            let tok =
+                Some(VoiceToken { probs: est.probs, quality: (secs / 1.5).clamp(0.1, 1.0) as f32, t: 0.5 });
+            self.voices.insert(path.to_path_buf(), tok.clone());
+            return Ok(tok);
+        }
+        if self.voice.is_none() {
+            let (asr_path, _) = model::locate(&self.models_dir, "asr", self.verify)?;
+            let asr = Asr::load(&asr_path, AsrParams { encoder_features: true, ..AsrParams::default() })?;
+            self.voice = Some((asr, VoiceHead::load_from(&self.models_dir, self.verify)?));
+        }
+        let (asr, head) = self.voice.as_mut().expect("loaded above");
+        let samples = super::voice::read_audio_16k(path)?;
+        let end = samples.len() as f64 / 16000.0;
+        let seg = SpeechSegment { start: 0.0, end, samples };
+        let tok = match asr.transcribe(&seg)?.and_then(|t| t.encoder) {
+            Some(pool) => {
+                let est = head.predict(&pool.features)?;
+                Some(VoiceToken { probs: est.probs, quality: (end / 1.5).clamp(0.1, 1.0) as f32, t: 0.5 })
+            }
+            None => None,
+        };
+        if tok.is_none() {
+            self.voiceless += 1;
+        }
+        self.voices.insert(path.to_path_buf(), tok.clone());
+        Ok(tok)
     }
 
     /// Expression labels of the vision models.
@@ -195,8 +273,20 @@ impl Extractor {
             };
             toks.texts.push(TextToken { probs, embedding, t: 0.5 });
         }
+        if let Some(w) = &row.wav {
+            if let Some(v) = self.voice(w)? {
+                toks.voices.push(v);
+            }
+        }
         Ok(toks)
     }
+}
+
+/// The last two components of a path (`Actor_01/x.flac`): the key of the voice feature cache.
+fn tail2(p: &Path) -> String {
+    let parts: Vec<String> =
+        p.components().rev().take(2).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
 }
 
 /// One row's features as a JSON line (the trainer's input).
@@ -211,8 +301,11 @@ pub fn feature_line(row: &PairRow, toks: &IntervalTokens) -> String {
         serde_json::json!({"p": t.probs.iter().map(|&v| r(v)).collect::<Vec<_>>(),
                            "e": t.embedding.iter().map(|&v| r(v)).collect::<Vec<_>>()})
     });
+    let voice = toks.voices.first().map(
+        |v| serde_json::json!({"p": v.probs.iter().map(|&x| r(x)).collect::<Vec<_>>(), "q": r(v.quality)}),
+    );
     serde_json::json!({"line": row.line, "label": row.label, "incongruent": row.incongruent as u8,
-                       "faces": faces, "text": text})
+                       "faces": faces, "text": text, "voice": voice})
     .to_string()
 }
 
@@ -265,9 +358,18 @@ impl Score {
 }
 
 /// Runs the evaluation; returns the printed report.
-pub fn run(pairs: &Path, cfg: &Config, per_modality: bool, dump: Option<&Path>) -> Result<String> {
+pub fn run(
+    pairs: &Path,
+    cfg: &Config,
+    per_modality: bool,
+    dump: Option<&Path>,
+    voice_features: Option<&Path>,
+) -> Result<String> {
     let rows = read_pairs(pairs)?;
     let mut ex = Extractor::load(cfg)?;
+    if let Some(vf) = voice_features {
+        ex.load_voice_features(vf)?;
+    }
     let labels = ex.face_labels();
     let mut dump_file = match dump {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?)),
@@ -291,6 +393,8 @@ pub fn run(pairs: &Path, cfg: &Config, per_modality: bool, dump: Option<&Path>) 
         "attention head (all modalities)",
         "head, face only",
         "head, text only",
+        "head, voice only",
+        "head, voice + text (audio-only call)",
         "early fusion",
         "late fusion",
     ]
@@ -299,7 +403,6 @@ pub fn run(pairs: &Path, cfg: &Config, per_modality: bool, dump: Option<&Path>) 
     .collect();
     let (mut head_calls, mut head_time) = (0u64, 0.0f64);
     let mut attention = [0.0f64; 3];
-    let wavs = rows.iter().filter(|r| r.wav.is_some()).count();
     let started = Instant::now();
     for (i, row) in rows.iter().enumerate() {
         let toks = ex.tokens(row)?;
@@ -323,10 +426,13 @@ pub fn run(pairs: &Path, cfg: &Config, per_modality: bool, dump: Option<&Path>) 
         if per_modality {
             scores[1].add(row, h.predict(&toks.only(Modality::Face))?.as_ref(), threshold);
             scores[2].add(row, h.predict(&toks.only(Modality::Text))?.as_ref(), threshold);
+            scores[3].add(row, h.predict(&toks.only(Modality::Voice))?.as_ref(), threshold);
+            let audio_only = toks.keep(&[Modality::Voice, Modality::Text]);
+            scores[4].add(row, h.predict(&audio_only)?.as_ref(), threshold);
             if let Some(e) = early.as_mut() {
-                scores[3].add(row, e.predict(&toks)?.as_ref(), threshold);
+                scores[5].add(row, e.predict(&toks)?.as_ref(), threshold);
             }
-            scores[4].add(row, h.late(&toks).as_ref(), threshold);
+            scores[6].add(row, h.late(&toks).as_ref(), threshold);
         }
     }
     if let Some(mut f) = dump_file {
@@ -334,17 +440,13 @@ pub fn run(pairs: &Path, cfg: &Config, per_modality: bool, dump: Option<&Path>) 
     }
     let mut out = String::new();
     out.push_str(&format!(
-        "pairs: {} ({} rows, {} images without a face found, {:.1} s)\n",
+        "pairs: {} ({} rows, {} images without a face found, {} recordings without speech, {:.1} s)\n",
         pairs.display(),
         rows.len(),
         ex.faceless,
+        ex.voiceless,
         started.elapsed().as_secs_f64()
     ));
-    if wavs > 0 {
-        out.push_str(&format!(
-            "note: {wavs} rows name a wav; this build has no voice stage, so it is not used\n"
-        ));
-    }
     if let Some(p) = dump {
         out.push_str(&format!("features: {} ({} lines)\n", p.display(), rows.len()));
     }

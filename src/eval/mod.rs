@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod pairs;
 pub mod recordings;
 pub mod text;
+pub mod voice;

@@ -1,13 +1,16 @@
 //! `affectd eval make-pairs`: the deterministic generator of pseudo-paired fusion examples from
 //! real unimodal data (no public face + speech + text sentiment set fits here). Faces come from
-//! FER2013, words from Twitter US Airline Sentiment, MELD and (training only) TweetEval test.
+//! FER2013, words from Twitter US Airline Sentiment, MELD and (training only) TweetEval test,
+//! voices from RAVDESS speech (actors 1–20 train, 21–24 dev: the voice head's split).
 //!
 //! Labelling rule (docs/fusion.md): expression → sentiment is happy → positive, neutral →
-//! neutral, angry/disgust/fear/sad → negative; surprise is left out (it can be either).
-//! Negative words are negative whatever the face (`incongruent` = 0: expressed). Positive or
-//! neutral words with a negative face are negative with `incongruent` = 1 (unexpressed
-//! dissatisfaction). Otherwise: same label → that label; positive and neutral → positive.
-//! A pair with one modality only takes that modality's label.
+//! neutral, angry/disgust/fear/sad → negative; surprise is left out (it can be either). Voice
+//! emotion → sentiment the same way (happy → positive, neutral/calm → neutral,
+//! angry/fearful/sad/disgust → negative, surprised left out). Negative words are negative
+//! whatever the face or voice (`incongruent` = 0: expressed). Positive or neutral words with a
+//! negative face *or* voice are negative with `incongruent` = 1 (unexpressed dissatisfaction).
+//! Otherwise: all the same label → that label; positive and neutral → positive. A pair without
+//! words takes its face and voice: any negative → negative (not incongruent), else as above.
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -32,6 +35,8 @@ pub struct Pair {
     pub faces: Vec<PathBuf>,
     /// What was said (empty: nobody spoke).
     pub text: String,
+    /// How it was said: a RAVDESS recording (None: no voice).
+    pub wav: Option<PathBuf>,
     /// Sentiment label index into [`SENTIMENTS`].
     pub label: usize,
     /// Unexpressed dissatisfaction.
@@ -78,6 +83,67 @@ pub fn rule(face: Option<usize>, text: Option<usize>) -> Option<(usize, bool)> {
         (Some(f), Some(t)) if f == t => Some((f, false)),
         (Some(_), Some(_)) => Some((POS, false)),
     }
+}
+
+/// The label rule with a voice channel: words decide when negative; otherwise a negative face
+/// or voice makes the pair negative, incongruent when words are present; otherwise all the same
+/// → that label, a mix of positive and neutral → positive.
+pub fn rule3(face: Option<usize>, voice: Option<usize>, text: Option<usize>) -> Option<(usize, bool)> {
+    const NEG: usize = 0;
+    const POS: usize = 2;
+    let nonverbal: Vec<usize> = [face, voice].into_iter().flatten().collect();
+    if nonverbal.is_empty() {
+        return text.map(|t| (t, false));
+    }
+    if text == Some(NEG) {
+        return Some((NEG, false));
+    }
+    if nonverbal.contains(&NEG) {
+        return Some((NEG, text.is_some()));
+    }
+    let all: Vec<usize> = nonverbal.into_iter().chain(text).collect();
+    Some(if all.iter().all(|&k| k == all[0]) { (all[0], false) } else { (POS, false) })
+}
+
+/// RAVDESS emotions mapped to sentiment (surprised left out).
+pub const VOICE_SENTIMENT: [(&str, usize); 7] =
+    [("angry", 0), ("disgust", 0), ("fearful", 0), ("sad", 0), ("neutral", 1), ("calm", 1), ("happy", 2)];
+
+/// RAVDESS recordings of `split` (actors 1–20 train, 21–24 dev) by emotion, in file order, from
+/// `ravdess-speech-16k/labels.csv` (columns path, emotion, …, actor).
+pub fn voices(data: &Path, split: Split) -> Result<Vec<(usize, Vec<PathBuf>)>> {
+    let dir = data.join("ravdess-speech-16k");
+    let path = dir.join("labels.csv");
+    let mut rdr = csv::Reader::from_path(&path).map_err(|e| Error::input(&path, e.to_string()))?;
+    let (pc, ec, ac) = (
+        csv_column(&path, &mut rdr, "path")?,
+        csv_column(&path, &mut rdr, "emotion")?,
+        csv_column(&path, &mut rdr, "actor")?,
+    );
+    let mut by: Vec<(usize, Vec<PathBuf>)> = VOICE_SENTIMENT.iter().map(|(_, s)| (*s, Vec::new())).collect();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| Error::input(&path, e.to_string()))?;
+        let actor: u32 = rec.get(ac).unwrap_or("").trim().parse().map_err(|_| {
+            Error::input(&path, format!("actor `{}` is not a number", rec.get(ac).unwrap_or("")))
+        })?;
+        if (actor > 20) != (split == Split::Dev) {
+            continue;
+        }
+        let emotion = rec.get(ec).unwrap_or("").trim();
+        if let Some(i) = VOICE_SENTIMENT.iter().position(|(e, _)| *e == emotion) {
+            by[i].1.push(dir.join(rec.get(pc).unwrap_or("").trim()));
+        }
+    }
+    for (i, (_, v)) in by.iter_mut().enumerate() {
+        v.sort();
+        if v.is_empty() {
+            return Err(Error::input(
+                &path,
+                format!("no `{}` recordings for this split", VOICE_SENTIMENT[i].0),
+            ));
+        }
+    }
+    Ok(by)
 }
 
 /// Expression folders mapped to sentiment (surprise left out).
@@ -162,14 +228,17 @@ pub fn texts(data: &Path, split: Split) -> Result<Vec<(String, usize)>> {
 
 /// Generates `n` pairs for `split` from the data sets under `data`, deterministically from `seed`.
 ///
-/// Mix: 15 % face only, 15 % words only, 70 % both. For "both", the (face, words) sentiment
+/// Mix: 10 % face only, 10 % words only, 5 % voice only, 30 % face + words, 25 % voice + words
+/// (an audio-only call), 20 % face + voice + words. With words, the (nonverbal, words) sentiment
 /// combination is drawn so that the three labels are equally likely and one pair in six is
 /// incongruent: (neutral, neutral) 1/3; (positive, positive), (positive, neutral), (neutral,
 /// positive) 1/9 each; (negative, neutral) and (negative, positive) 1/12 each (incongruent);
 /// (negative, negative), (neutral, negative), (positive, negative) 1/18 each. Faces: 1–12
 /// images of one expression class (the class drawn uniformly among those of the sentiment);
 /// with 4 or more, one in three sequences has up to a quarter of its frames replaced by
-/// neutral faces (a face relaxing mid-sentence; the label stays).
+/// neutral faces (a face relaxing mid-sentence; the label stays). Voice: one recording of an
+/// emotion drawn uniformly among those of the sentiment. With face and voice, the voice has the
+/// face's sentiment two times in three, else one drawn uniformly (the rule then decides).
 pub fn generate(data: &Path, split: Split, n: usize, seed: u64) -> Result<Vec<Pair>> {
     let fer = data.join(match split {
         Split::Train => "fer2013/train",
@@ -180,6 +249,7 @@ pub fn generate(data: &Path, split: Split, n: usize, seed: u64) -> Result<Vec<Pa
         faces.push((sentiment, list_images(&fer.join(class))?));
     }
     let neutral_faces = faces.iter().find(|(s, _)| *s == 1).map(|(_, v)| v.clone()).unwrap_or_default();
+    let voice_pool = voices(data, split)?;
     let all_texts = texts(data, split)?;
     let mut by_label: [Vec<&str>; 3] = [vec![], vec![], vec![]];
     for (t, l) in &all_texts {
@@ -217,29 +287,49 @@ pub fn generate(data: &Path, split: Split, n: usize, seed: u64) -> Result<Vec<Pa
         }
         seq
     };
+    let pick_voice = |rng: &mut SplitMix, sentiment: usize| -> PathBuf {
+        let classes: Vec<&Vec<PathBuf>> =
+            voice_pool.iter().filter(|(s, _)| *s == sentiment).map(|(_, v)| v).collect();
+        let pool = classes[rng.below(classes.len())];
+        pool[rng.below(pool.len())].clone()
+    };
+    let pick_combo = |rng: &mut SplitMix| {
+        let mut u = rng.unit();
+        let mut chosen = combos[0];
+        for c in combos {
+            if u < c.2 {
+                chosen = c;
+                break;
+            }
+            u -= c.2;
+        }
+        (chosen.0, chosen.1)
+    };
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let mode = rng.unit();
-        let (f, t) = if mode < 0.15 {
-            (Some(rng.below(3)), None)
-        } else if mode < 0.30 {
-            (None, Some(rng.below(3)))
+        let (f, v, t) = if mode < 0.10 {
+            (Some(rng.below(3)), None, None)
+        } else if mode < 0.20 {
+            (None, None, Some(rng.below(3)))
+        } else if mode < 0.25 {
+            (None, Some(rng.below(3)), None)
+        } else if mode < 0.55 {
+            let (nv, t) = pick_combo(&mut rng);
+            (Some(nv), None, Some(t))
+        } else if mode < 0.80 {
+            let (nv, t) = pick_combo(&mut rng);
+            (None, Some(nv), Some(t))
         } else {
-            let mut u = rng.unit();
-            let mut chosen = combos[0];
-            for c in combos {
-                if u < c.2 {
-                    chosen = c;
-                    break;
-                }
-                u -= c.2;
-            }
-            (Some(chosen.0), Some(chosen.1))
+            let (nv, t) = pick_combo(&mut rng);
+            let v = if rng.below(3) < 2 { nv } else { rng.below(3) };
+            (Some(nv), Some(v), Some(t))
         };
         let faces = f.map(|s| pick_face_seq(&mut rng, s)).unwrap_or_default();
+        let wav = v.map(|s| pick_voice(&mut rng, s));
         let text = t.map(|s| by_label[s][rng.below(by_label[s].len())].to_string()).unwrap_or_default();
-        let (label, incongruent) = rule(f, t).expect("one modality is always drawn");
-        out.push(Pair { faces, text, label, incongruent });
+        let (label, incongruent) = rule3(f, v, t).expect("one modality is always drawn");
+        out.push(Pair { faces, text, wav, label, incongruent });
     }
     Ok(out)
 }
@@ -254,7 +344,7 @@ pub fn write_csv(pairs: &[Pair], path: &Path) -> Result<()> {
         w.write_record([
             faces.join(";").as_str(),
             p.text.as_str(),
-            "",
+            p.wav.as_ref().map(|w| w.display().to_string()).unwrap_or_default().as_str(),
             SENTIMENTS[p.label],
             if p.incongruent { "1" } else { "0" },
         ])
@@ -281,6 +371,26 @@ mod tests {
         assert_eq!(rule(neg, None), Some((0, false)));
         assert_eq!(rule(None, pos), Some((2, false)));
         assert_eq!(rule(None, None), None);
+    }
+
+    #[test]
+    fn the_voice_rule_flags_a_negative_voice_under_polite_words() {
+        let (neg, neu, pos) = (Some(0), Some(1), Some(2));
+        assert_eq!(rule3(None, neg, neu), Some((0, true)), "neutral words, negative voice");
+        assert_eq!(rule3(None, neg, pos), Some((0, true)));
+        assert_eq!(rule3(None, neu, neu), Some((1, false)));
+        assert_eq!(rule3(None, pos, neg), Some((0, false)), "negative words are expressed");
+        assert_eq!(rule3(pos, neg, pos), Some((0, true)), "either nonverbal channel suffices");
+        assert_eq!(rule3(neg, None, None), Some((0, false)));
+        assert_eq!(rule3(neg, pos, None), Some((0, false)), "no words: nothing to contradict");
+        assert_eq!(rule3(neu, pos, neu), Some((2, false)));
+        assert_eq!(rule3(None, None, None), None);
+        for f in [None, neg, neu, pos] {
+            for t in [None, neg, neu, pos] {
+                assert_eq!(rule3(f, None, t), rule(f, t), "without voice, the face rule");
+                assert_eq!(rule3(None, f, t), rule(f, t), "voice alone acts like a face");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! (concatenated means → MLP, also an ONNX file) and late fusion (a weighted average of the
 //! unimodal predictions, weights from the head's manifest entry).
 
-use super::tokens::{IntervalTokens, Modality, FACE_CLASSES, LAYOUT, MAX_TOKENS, TEXT_EMBEDDING, TOKEN_DIM};
+use super::tokens::{
+    IntervalTokens, Modality, FACE_CLASSES, LAYOUT, LAYOUT_V1, MAX_TOKENS, TEXT_EMBEDDING, TOKEN_DIM,
+    TOKEN_DIM_V1, VOICE_CLASSES,
+};
 use crate::error::{Error, Result};
 use crate::model::{ModelEntry, OnnxModel};
 use std::collections::BTreeMap;
@@ -13,8 +16,10 @@ pub const HEAD: &str = "fusion_head";
 /// Manifest name of the early-fusion baseline.
 pub const EARLY: &str = "fusion_early";
 /// Width of the early-fusion feature vector: mean face probs, mean text probs, mean text
-/// embedding, presence flags.
-pub const EARLY_DIM: usize = FACE_CLASSES + 3 + TEXT_EMBEDDING + 2;
+/// embedding, mean voice probs, presence flags (face, text, voice).
+pub const EARLY_DIM: usize = FACE_CLASSES + 3 + TEXT_EMBEDDING + VOICE_CLASSES + 3;
+/// Width of the v1 early-fusion feature vector (no voice columns, two presence flags).
+pub const EARLY_DIM_V1: usize = FACE_CLASSES + 3 + TEXT_EMBEDDING + 2;
 
 /// What a fusion model says about one interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,16 +66,28 @@ pub struct FusionHead {
     incongruence_temperature: f32,
     late_face_weight: f32,
     face_labels: Vec<String>,
+    /// Trained on the v1 layout: no voice tokens, 400-wide tokens, two presence flags.
+    v1: bool,
 }
 
 impl FusionHead {
-    /// Loads the head named by `entry`; its `token_layout` must be [`LAYOUT`] and its
-    /// `face_labels` the expression model's label order (when the vision models run).
+    /// Loads the head named by `entry`; its `token_layout` must be [`LAYOUT`] (or [`LAYOUT_V1`]:
+    /// then voice tokens are left out) and its `face_labels` the expression model's label order
+    /// (when the vision models run).
     pub fn load(path: &Path, entry: &ModelEntry, expression_labels: Option<&[String]>) -> Result<FusionHead> {
         let bad = |m: String| Error::Model { path: path.to_path_buf(), message: m };
         let layout = entry.extra.get("token_layout").and_then(|v| v.as_str()).unwrap_or("");
-        if layout != LAYOUT {
-            return Err(bad(format!("manifest `token_layout` is `{layout}`; this build needs `{LAYOUT}`")));
+        let v1 = layout == LAYOUT_V1;
+        if layout != LAYOUT && !v1 {
+            return Err(bad(format!(
+                "manifest `token_layout` is `{layout}`; this build needs `{LAYOUT}` (or `{LAYOUT_V1}`)"
+            )));
+        }
+        if v1 {
+            log::warn!(
+                "{}: a v1 fusion head (no voice tokens); retrain with tools/fusion/make.sh",
+                path.display()
+            );
         }
         let face_labels: Vec<String> = entry
             .extra
@@ -83,25 +100,47 @@ impl FusionHead {
                 "trained on expression labels {face_labels:?}, but the expression model gives {expression_labels:?}"
             )));
         }
+        let (dim, flags) = if v1 { (TOKEN_DIM_V1, 2) } else { (TOKEN_DIM, 3) };
         Ok(FusionHead {
-            model: OnnxModel::load_f32(path, &[&[1, MAX_TOKENS, TOKEN_DIM], &[1, MAX_TOKENS], &[1, 2]])?,
+            model: OnnxModel::load_f32(path, &[&[1, MAX_TOKENS, dim], &[1, MAX_TOKENS], &[1, flags]])?,
             temperature: extra_f32(entry, "temperature", 1.0),
             incongruence_temperature: extra_f32(entry, "incongruence_temperature", 1.0),
             late_face_weight: extra_f32(entry, "late_face_weight", 0.5),
             face_labels,
+            v1,
         })
+    }
+
+    /// True when the head sees voice tokens (v2 layout).
+    pub fn hears_voice(&self) -> bool {
+        !self.v1
     }
 
     /// Fuses one interval; `None` when no modality contributed a token (nothing to say).
     pub fn predict(&mut self, toks: &IntervalTokens) -> Result<Option<Fused>> {
+        let v1_toks;
+        let toks = if self.v1 {
+            v1_toks = toks.keep(&[Modality::Face, Modality::Text]);
+            &v1_toks
+        } else {
+            toks
+        };
         if toks.is_empty() {
             return Ok(None);
         }
         let inp = toks.to_input();
+        let (tokens, present, dim) = if self.v1 {
+            let t: Vec<f32> =
+                inp.tokens.chunks_exact(TOKEN_DIM).flat_map(|r| r[..TOKEN_DIM_V1].to_vec()).collect();
+            (t, inp.present[..2].to_vec(), TOKEN_DIM_V1)
+        } else {
+            (inp.tokens, inp.present.to_vec(), TOKEN_DIM)
+        };
+        let n_flags = present.len();
         let out = self.model.run_f32(vec![
-            (&[1, MAX_TOKENS, TOKEN_DIM], inp.tokens),
+            (&[1, MAX_TOKENS, dim], tokens),
             (&[1, MAX_TOKENS], inp.bias),
-            (&[1, 2], inp.present.to_vec()),
+            (&[1, n_flags], present),
         ])?;
         let [logits, inc, attn] = &out[..] else {
             return Err(Error::Model {
@@ -124,31 +163,54 @@ impl FusionHead {
         }))
     }
 
-    /// Late-fusion baseline: face sentiment (from expression probabilities) and text sentiment,
-    /// averaged with the manifest's `late_face_weight`; incongruence = p(face negative) ×
+    /// Late-fusion baseline: the nonverbal sentiment (the mean of the face's, from expression
+    /// probabilities, and the voice's) and the text sentiment, averaged with the manifest's
+    /// `late_face_weight`; incongruence = max(p(face negative), p(voice negative)) ×
     /// p(words not negative).
     pub fn late(&self, toks: &IntervalTokens) -> Option<Fused> {
         let face = face_sentiment(toks, &self.face_labels);
+        let voice = if self.v1 { None } else { voice_sentiment(toks) };
         let text = text_sentiment(toks);
-        let (probs, inc, wf) = match (face, text) {
+        let nonverbal: Vec<[f32; 3]> = [face, voice].into_iter().flatten().collect();
+        let nv = (!nonverbal.is_empty())
+            .then(|| [0, 1, 2].map(|k| nonverbal.iter().map(|s| s[k]).sum::<f32>() / nonverbal.len() as f32));
+        let neg = nonverbal.iter().map(|s| s[0]).fold(0.0f32, f32::max);
+        let (probs, inc, wn) = match (nv, text) {
             (None, None) => return None,
             (Some(f), None) => (f, 0.0, 1.0),
             (None, Some(t)) => (t, 0.0, 0.0),
             (Some(f), Some(t)) => {
                 let w = self.late_face_weight;
                 let p = [0, 1, 2].map(|k| w * f[k] + (1.0 - w) * t[k]);
-                (p, f[0] * (1.0 - t[0]), w)
+                (p, neg * (1.0 - t[0]), w)
             }
         };
+        let share = wn / nonverbal.len().max(1) as f32;
         let attention = [
-            (Modality::Face, wf),
-            (Modality::Voice, 0.0),
-            (Modality::Text, if text.is_some() { 1.0 - wf } else { 0.0 }),
+            (Modality::Face, if face.is_some() { share } else { 0.0 }),
+            (Modality::Voice, if voice.is_some() { share } else { 0.0 }),
+            (Modality::Text, if text.is_some() { 1.0 - wn } else { 0.0 }),
         ]
         .into_iter()
         .collect();
         Some(Fused { probs, incongruence: inc, attention })
     }
+}
+
+/// Mean voice sentiment over the utterances (angry/fearful/sad/disgust → negative, happy →
+/// positive, the rest neutral; [`crate::audio::voice::sentiment3`]). `None` without voice.
+pub fn voice_sentiment(toks: &IntervalTokens) -> Option<[f32; 3]> {
+    if toks.voices.is_empty() {
+        return None;
+    }
+    let n = toks.voices.len() as f32;
+    let mut s = [0.0f32; 3];
+    for v in &toks.voices {
+        for (a, p) in s.iter_mut().zip(crate::audio::voice::sentiment3(&v.probs)) {
+            *a += p / n;
+        }
+    }
+    Some(s)
 }
 
 /// Mean face sentiment from expression probabilities: negative = angry + disgust + fear + sad,
@@ -206,8 +268,16 @@ pub fn early_features(toks: &IntervalTokens) -> Vec<f32> {
             *d += e / nt;
         }
     }
-    v[EARLY_DIM - 2] = (!toks.faces.is_empty()) as u8 as f32;
-    v[EARLY_DIM - 1] = (!toks.texts.is_empty()) as u8 as f32;
+    let nv = toks.voices.len().max(1) as f32;
+    let at = FACE_CLASSES + 3 + TEXT_EMBEDDING;
+    for t in &toks.voices {
+        for (d, p) in v[at..at + VOICE_CLASSES].iter_mut().zip(&t.probs) {
+            *d += p / nv;
+        }
+    }
+    v[EARLY_DIM - 3] = (!toks.faces.is_empty()) as u8 as f32;
+    v[EARLY_DIM - 2] = (!toks.texts.is_empty()) as u8 as f32;
+    v[EARLY_DIM - 1] = (!toks.voices.is_empty()) as u8 as f32;
     v
 }
 
@@ -216,14 +286,19 @@ pub fn early_features(toks: &IntervalTokens) -> Vec<f32> {
 pub struct EarlyFusion {
     model: OnnxModel,
     temperature: f32,
+    v1: bool,
 }
 
 impl EarlyFusion {
-    /// Loads the baseline named by `entry`.
+    /// Loads the baseline named by `entry` (a v1 one, `features float32 [1, 396]`, too).
     pub fn load(path: &Path, entry: &ModelEntry) -> Result<EarlyFusion> {
+        let inputs = entry.extra.get("inputs").map(|v| v.to_string()).unwrap_or_default();
+        let v1 = inputs.contains(&format!("[1, {EARLY_DIM_V1}]"));
+        let dim = if v1 { EARLY_DIM_V1 } else { EARLY_DIM };
         Ok(EarlyFusion {
-            model: OnnxModel::load_f32(path, &[&[1, EARLY_DIM]])?,
+            model: OnnxModel::load_f32(path, &[&[1, dim]])?,
             temperature: extra_f32(entry, "temperature", 1.0),
+            v1,
         })
     }
 
@@ -232,7 +307,16 @@ impl EarlyFusion {
         if toks.is_empty() {
             return Ok(None);
         }
-        let out = self.model.run_f32(vec![(&[1, EARLY_DIM], early_features(toks))])?;
+        let mut f = early_features(toks);
+        let dim = if self.v1 {
+            let flags = [f[EARLY_DIM - 3], f[EARLY_DIM - 2]];
+            f.truncate(FACE_CLASSES + 3 + TEXT_EMBEDDING);
+            f.extend(flags);
+            EARLY_DIM_V1
+        } else {
+            EARLY_DIM
+        };
+        let out = self.model.run_f32(vec![(&[1, dim], f)])?;
         let (logits, inc) = (&out[0], out.get(1).and_then(|v| v.first()).copied().unwrap_or(f32::MIN));
         Ok(Some(Fused {
             probs: softmax(logits, self.temperature),
@@ -259,6 +343,7 @@ mod tests {
         let toks = IntervalTokens {
             faces: vec![FaceToken { probs: vec![0.1, 0.0, 0.1, 0.3, 0.1, 0.2, 0.2], quality: 1.0, t: 0.0 }],
             texts: vec![],
+            voices: vec![],
         };
         let s = face_sentiment(&toks, &labels()).unwrap();
         assert!(
@@ -271,10 +356,21 @@ mod tests {
     #[test]
     fn early_features_average_and_flag_presence() {
         let t = |p: [f32; 3]| TextToken { probs: p, embedding: vec![1.0; TEXT_EMBEDDING], t: 0.5 };
-        let toks = IntervalTokens { faces: vec![], texts: vec![t([1.0, 0.0, 0.0]), t([0.0, 0.0, 1.0])] };
+        let toks = IntervalTokens {
+            faces: vec![],
+            texts: vec![t([1.0, 0.0, 0.0]), t([0.0, 0.0, 1.0])],
+            voices: vec![crate::fusion::tokens::VoiceToken {
+                probs: vec![0.5; VOICE_CLASSES],
+                quality: 1.0,
+                t: 0.5,
+            }],
+        };
         let v = early_features(&toks);
         assert_eq!(&v[7..10], &[0.5, 0.0, 0.5]);
         assert_eq!(v[10], 1.0);
-        assert_eq!((v[EARLY_DIM - 2], v[EARLY_DIM - 1]), (0.0, 1.0));
+        assert_eq!(v[FACE_CLASSES + 3 + TEXT_EMBEDDING], 0.5);
+        assert_eq!((v[EARLY_DIM - 3], v[EARLY_DIM - 2], v[EARLY_DIM - 1]), (0.0, 1.0, 1.0));
+        let vs = voice_sentiment(&toks).unwrap();
+        assert!((vs[0] - 2.0).abs() < 1e-6 && (vs[2] - 0.5).abs() < 1e-6, "{vs:?}");
     }
 }

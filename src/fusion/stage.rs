@@ -122,7 +122,18 @@ impl FusionStage {
             };
             missing.insert("text".to_string(), why.to_string());
         }
-        missing.insert("voice".to_string(), "no voice stage in this build".to_string());
+        if toks.voices.is_empty() {
+            let why = if !audio {
+                "no audio source"
+            } else if report.modalities.voice.is_none() {
+                "speech or voice stage off"
+            } else if !self.head.hears_voice() {
+                "the fusion head was trained without voice (token layout v1)"
+            } else {
+                "nobody spoke"
+            };
+            missing.insert("voice".to_string(), why.to_string());
+        }
         let attention: BTreeMap<String, f64> = Modality::ALL
             .iter()
             .map(|m| {
@@ -135,12 +146,14 @@ impl FusionStage {
         let tokens: BTreeMap<String, u64> = [
             ("face".to_string(), toks.faces.len() as u64),
             ("text".to_string(), toks.texts.len() as u64),
-            ("voice".to_string(), 0),
+            ("voice".to_string(), if self.head.hears_voice() { toks.voices.len() as u64 } else { 0 }),
         ]
         .into_iter()
         .collect();
         report.fusion = Some(FusionInfo { attention, tokens, missing, model: self.version.clone() });
-        let both = !toks.faces.is_empty() && !toks.texts.is_empty();
+        // Incongruence needs words to contradict and a face or a voice to contradict them.
+        let nonverbal = !toks.faces.is_empty() || (self.head.hears_voice() && !toks.voices.is_empty());
+        let both = nonverbal && !toks.texts.is_empty();
         if let Some(f) = &fused {
             let p = f.probs.map(|v| v as f64);
             let k = f.label();
@@ -154,7 +167,6 @@ impl FusionStage {
                     .collect(),
                 confidence: r(p[k]),
             });
-            // Incongruence needs both channels: words to contradict and a face to contradict them.
             if both {
                 report.incongruence = Some(Incongruence {
                     probability: r(f.incongruence as f64),
@@ -193,6 +205,12 @@ impl FusionStage {
             threshold: self.threshold as f64,
             sentiment: report.sentiment.clone(),
             face: report.modalities.face.as_ref().and_then(|f| f["dominant"].as_str()).map(String::from),
+            voice: report
+                .modalities
+                .voice
+                .as_ref()
+                .and_then(|v| v["emotion"]["label"].as_str())
+                .map(String::from),
             words: report
                 .modalities
                 .text

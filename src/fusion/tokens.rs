@@ -1,6 +1,7 @@
 //! Modality tokens: the fixed-width vectors the fusion head attends over. One token per analysed
-//! frame with a face, one per utterance. The layout is part of the model's contract: the head's
-//! manifest entry names it (`token_layout`) and loading fails when it differs from [`LAYOUT`].
+//! frame with a face, one per utterance's words and one per utterance's voice. The layout is part
+//! of the model's contract: the head's manifest entry names it (`token_layout`) and loading fails
+//! when it is neither [`LAYOUT`] nor [`LAYOUT_V1`] (a v1 head sees no voice tokens).
 
 /// Expression classes in a face token (the expression model's label order).
 pub const FACE_CLASSES: usize = 7;
@@ -8,18 +9,26 @@ pub const FACE_CLASSES: usize = 7;
 pub const TEXT_CLASSES: usize = 3;
 /// Sentence-embedding width in a text token.
 pub const TEXT_EMBEDDING: usize = 384;
+/// Voice emotion classes in a voice token (the voice head's label order).
+pub const VOICE_CLASSES: usize = 8;
 /// Width of one token.
-pub const TOKEN_DIM: usize = 400;
+pub const TOKEN_DIM: usize = 409;
+/// Width of one token in the v1 layout (no voice columns).
+pub const TOKEN_DIM_V1: usize = 400;
 /// Most tokens one interval can hold (padding fills the rest; the mask hides it).
 pub const MAX_TOKENS: usize = 64;
 /// Most face tokens per interval; more frames are subsampled evenly.
 pub const MAX_FACE_TOKENS: usize = 48;
 /// Most text tokens per interval (the latest utterances are kept).
 pub const MAX_TEXT_TOKENS: usize = 16;
+/// Most voice tokens per interval (the latest utterances are kept).
+pub const MAX_VOICE_TOKENS: usize = 8;
 /// Additive attention bias of a padding slot.
 pub const PAD_BIAS: f32 = -1.0e4;
 /// Layout identifier the head's manifest entry must carry.
-pub const LAYOUT: &str =
+pub const LAYOUT: &str = "v2: face_probs[0..7] face_quality[7] text_probs[8..11] text_emb[11..395] modality_onehot[395..398] sin_t[398] cos_t[399] voice_probs[400..408] voice_quality[408]";
+/// The previous layout (no voice): a head trained on it still loads and sees faces and words.
+pub const LAYOUT_V1: &str =
     "v1: face_probs[0..7] face_quality[7] text_probs[8..11] text_emb[11..395] modality_onehot[395..398] sin_t[398] cos_t[399]";
 
 const FACE_Q: usize = 7;
@@ -27,6 +36,8 @@ const TEXT_P: usize = 8;
 const TEXT_E: usize = 11;
 const MODALITY: usize = 395;
 const TIME: usize = 398;
+const VOICE_P: usize = 400;
+const VOICE_Q: usize = 408;
 
 /// The modalities a token can come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,7 +46,7 @@ pub enum Modality {
     Face,
     /// One utterance's words.
     Text,
-    /// Voice prosody (no voice stage yet; reserved in the layout).
+    /// How one utterance was said (the voice stage).
     Voice,
 }
 
@@ -86,6 +97,17 @@ pub struct TextToken {
     pub t: f32,
 }
 
+/// One utterance's voice as the head sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceToken {
+    /// Calibrated voice-emotion probabilities in the voice head's label order.
+    pub probs: Vec<f32>,
+    /// Quality weight in (0, 1] (grows with the utterance's length).
+    pub quality: f32,
+    /// Position of the utterance's midpoint in the interval, 0 = start, 1 = end.
+    pub t: f32,
+}
+
 /// The tokens of one interval (or one evaluation pair).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IntervalTokens {
@@ -93,11 +115,13 @@ pub struct IntervalTokens {
     pub faces: Vec<FaceToken>,
     /// Text tokens in time order.
     pub texts: Vec<TextToken>,
+    /// Voice tokens in time order.
+    pub voices: Vec<VoiceToken>,
 }
 
 /// The head's inputs: `tokens` is `MAX_TOKENS × TOKEN_DIM` row-major; `bias` the additive
 /// attention bias per slot (ln quality for a token, [`PAD_BIAS`] for padding); `modality` the
-/// source of each used slot; `present` = (face present, text present) flags.
+/// source of each used slot; `present` = (face, text, voice) presence flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadInput {
     /// Token matrix, row-major.
@@ -106,8 +130,8 @@ pub struct HeadInput {
     pub bias: Vec<f32>,
     /// Modality of each used slot, in slot order.
     pub modality: Vec<Modality>,
-    /// Presence flags (face, text) fed to the head.
-    pub present: [f32; 2],
+    /// Presence flags (face, text, voice) fed to the head.
+    pub present: [f32; 3],
 }
 
 /// Indices of `k` of `n` items spread evenly (all of them when `n <= k`).
@@ -121,14 +145,20 @@ pub fn spread(n: usize, k: usize) -> Vec<usize> {
 impl IntervalTokens {
     /// True when no modality contributed a token.
     pub fn is_empty(&self) -> bool {
-        self.faces.is_empty() && self.texts.is_empty()
+        self.faces.is_empty() && self.texts.is_empty() && self.voices.is_empty()
     }
 
     /// Keeps only the tokens of `keep` (used for the per-modality ablations).
     pub fn only(&self, keep: Modality) -> IntervalTokens {
+        self.keep(&[keep])
+    }
+
+    /// Keeps only the tokens of the modalities in `keep`.
+    pub fn keep(&self, keep: &[Modality]) -> IntervalTokens {
         IntervalTokens {
-            faces: if keep == Modality::Face { self.faces.clone() } else { vec![] },
-            texts: if keep == Modality::Text { self.texts.clone() } else { vec![] },
+            faces: if keep.contains(&Modality::Face) { self.faces.clone() } else { vec![] },
+            texts: if keep.contains(&Modality::Text) { self.texts.clone() } else { vec![] },
+            voices: if keep.contains(&Modality::Voice) { self.voices.clone() } else { vec![] },
         }
     }
 
@@ -171,7 +201,23 @@ impl IntervalTokens {
             modality.push(Modality::Text);
             slot += 1;
         }
-        let present = [(!self.faces.is_empty()) as u8 as f32, (!self.texts.is_empty()) as u8 as f32];
+        let skip = self.voices.len().saturating_sub(MAX_VOICE_TOKENS);
+        for v in &self.voices[skip..] {
+            let row = &mut tokens[slot * TOKEN_DIM..(slot + 1) * TOKEN_DIM];
+            for (d, p) in row[VOICE_P..VOICE_P + VOICE_CLASSES].iter_mut().zip(&v.probs) {
+                *d = *p;
+            }
+            let q = v.quality.clamp(1e-3, 1.0);
+            row[VOICE_Q] = q;
+            row[MODALITY + 2] = 1.0;
+            time(row, v.t);
+            bias[slot] = q.ln();
+            modality.push(Modality::Voice);
+            slot += 1;
+        }
+        let flag = |b: bool| b as u8 as f32;
+        let present =
+            [flag(!self.faces.is_empty()), flag(!self.texts.is_empty()), flag(!self.voices.is_empty())];
         HeadInput { tokens, bias, modality, present }
     }
 }
@@ -197,20 +243,27 @@ mod tests {
         let toks = IntervalTokens {
             faces: vec![face(0.1, 0.5)],
             texts: vec![TextToken { probs: [0.2, 0.3, 0.5], embedding: vec![0.01; TEXT_EMBEDDING], t: 1.0 }],
+            voices: vec![VoiceToken { probs: vec![0.125; VOICE_CLASSES], quality: 0.25, t: 0.5 }],
         };
         let inp = toks.to_input();
-        assert_eq!(inp.modality, vec![Modality::Face, Modality::Text]);
-        assert_eq!(inp.present, [1.0, 1.0]);
+        assert_eq!(inp.modality, vec![Modality::Face, Modality::Text, Modality::Voice]);
+        assert_eq!(inp.present, [1.0, 1.0, 1.0]);
+        let row2 = &inp.tokens[2 * TOKEN_DIM..3 * TOKEN_DIM];
+        assert_eq!(&row2[400..408], &[0.125; 8]);
+        assert_eq!((row2[408], row2[395], row2[396], row2[397]), (0.25, 0.0, 0.0, 1.0));
+        assert!((inp.bias[2] - 0.25f32.ln()).abs() < 1e-6);
+        assert!(row2[..395].iter().all(|&v| v == 0.0), "a voice token holds no face or text values");
+        assert_eq!(toks.only(Modality::Voice).to_input().present, [0.0, 0.0, 1.0]);
         assert!((inp.bias[0] - 0.5f32.ln()).abs() < 1e-6);
         assert_eq!(inp.bias[1], 0.0);
-        assert!(inp.bias[2..].iter().all(|&b| b == PAD_BIAS));
+        assert!(inp.bias[3..].iter().all(|&b| b == PAD_BIAS));
         let row1 = &inp.tokens[TOKEN_DIM..2 * TOKEN_DIM];
         assert_eq!(&row1[8..11], &[0.2, 0.3, 0.5]);
         assert_eq!((row1[395], row1[396], row1[397]), (0.0, 1.0, 0.0));
         assert!(row1[398].abs() < 1e-6 && (row1[399] + 1.0).abs() < 1e-6, "t = 1 → sin 0, cos -1");
         let row0 = &inp.tokens[..TOKEN_DIM];
         assert_eq!((row0[7], row0[395]), (0.5, 1.0));
-        assert!(inp.tokens[2 * TOKEN_DIM..].iter().all(|&v| v == 0.0));
+        assert!(inp.tokens[3 * TOKEN_DIM..].iter().all(|&v| v == 0.0));
     }
 
     #[test]
@@ -220,6 +273,7 @@ mod tests {
             texts: (0..20)
                 .map(|i| TextToken { probs: [i as f32, 0.0, 0.0], embedding: vec![], t: 0.5 })
                 .collect(),
+            voices: vec![],
         };
         let inp = toks.to_input();
         assert_eq!(inp.modality.len(), MAX_FACE_TOKENS + MAX_TEXT_TOKENS);

@@ -3,7 +3,7 @@
 //! complete). Pure logic, no threads: the pipeline feeds it.
 
 use super::stage::FusionStage;
-use super::tokens::{FaceToken, IntervalTokens, TextToken};
+use super::tokens::{FaceToken, IntervalTokens, TextToken, VoiceToken};
 use crate::message::{
     rfc3339, AlertMessage, AudioInput, Envelope, Event, Inputs, IntervalReport, IntervalSpan, Modalities,
     Observation, VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
@@ -39,6 +39,8 @@ pub struct SessionInfo {
     pub face_labels: Option<Vec<String>>,
     /// Publish the (redacted) transcript in `modalities.text.transcript`.
     pub publish_transcripts: bool,
+    /// The voice stage runs (then `modalities.voice` is filled).
+    pub voice: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +260,8 @@ impl IntervalWindow {
                 face: self.session.face_labels.as_ref().map(|l| acc.face.summary(l, end_s - start_s)),
                 text: has(ProducerKind::Speech)
                     .then(|| text_summary(&acc.utterances, self.session.publish_transcripts)),
-                voice: None,
+                voice: (self.session.voice && has(ProducerKind::Speech))
+                    .then(|| voice_summary(&acc.utterances)),
             },
             fusion: None,
             inputs: Inputs { video, audio },
@@ -280,6 +283,18 @@ impl IntervalWindow {
                         })
                     })
                     .collect(),
+                voices: acc
+                    .text_tokens
+                    .iter()
+                    .filter_map(|u| {
+                        let v = u.voice.as_ref()?;
+                        Some(VoiceToken {
+                            probs: v.probs.clone(),
+                            quality: v.quality,
+                            t: rel((u.start.max(start_s) + u.end.min(end_s)) / 2.0),
+                        })
+                    })
+                    .collect(),
             };
             if let Some(alert) = fusion.apply(&mut report, &toks) {
                 self.alerts.push(alert);
@@ -288,6 +303,57 @@ impl IntervalWindow {
         self.seq += 1;
         report
     }
+}
+
+/// The `modalities.voice` object: utterances with a voice estimate in the interval and their
+/// duration-weighted voice emotion (`emotion` over the eight classes, `sentiment` folded to
+/// negative/neutral/positive, `negative` probability and `valence`); `sentiment` etc. are null
+/// when no utterance has one.
+pub fn voice_summary(utts: &[crate::message::UtteranceObs]) -> serde_json::Value {
+    use crate::audio::voice::LABELS as EMOTIONS;
+    const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+    let r = |v: f64| (v * 10000.0).round() / 10000.0;
+    let mut probs = [0.0f64; EMOTIONS.len()];
+    let mut sent = [0.0f64; 3];
+    let (mut weight, mut n) = (0.0, 0usize);
+    for u in utts {
+        if let Some(v) = &u.voice {
+            let w = (u.end - u.start).max(0.1);
+            for (acc, p) in probs.iter_mut().zip(&v.probs) {
+                *acc += *p as f64 * w;
+            }
+            for (acc, p) in sent.iter_mut().zip(&v.sentiment) {
+                *acc += *p as f64 * w;
+            }
+            weight += w;
+            n += 1;
+        }
+    }
+    if weight == 0.0 {
+        return serde_json::json!({
+            "present": false, "utterances": 0, "emotion": null, "sentiment": null,
+            "negative": null, "valence": null,
+        });
+    }
+    let p: Vec<f64> = probs.iter().map(|v| v / weight).collect();
+    let s: Vec<f64> = sent.iter().map(|v| v / weight).collect();
+    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+    let best3 = (0..3).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap_or(1);
+    let emotion_probs: serde_json::Map<String, serde_json::Value> =
+        EMOTIONS.iter().zip(&p).map(|(l, v)| (l.to_string(), r(*v).into())).collect();
+    serde_json::json!({
+        "present": true,
+        "utterances": n,
+        "emotion": {"label": EMOTIONS[best], "confidence": r(p[best]), "probs": emotion_probs},
+        "sentiment": {
+            "label": LABELS[best3],
+            "score": r(s[2] - s[0]),
+            "probs": {"negative": r(s[0]), "neutral": r(s[1]), "positive": r(s[2])},
+            "confidence": r(s[best3]),
+        },
+        "negative": r(s[0]),
+        "valence": r(s[2] - s[0]),
+    })
 }
 
 /// The `modalities.text` object: utterances in the interval, their duration-weighted text
@@ -356,6 +422,7 @@ mod tests {
             models: BTreeMap::new(),
             face_labels: None,
             publish_transcripts: false,
+            voice: false,
         }
     }
 
@@ -479,6 +546,7 @@ mod tests {
             text: "hello".into(),
             probs: Some([0.1, 0.8, 0.1]),
             embedding: Some(vec![0.0; 4]),
+            voice: None,
         };
         w.push(Envelope { producer: 0, event: Event::Obs(Observation::Utterance(utt)) });
         let pending: Vec<(u64, usize, usize)> =

@@ -25,6 +25,8 @@ pub struct Probe {
     pub height: u32,
     /// Container duration in seconds, when known.
     pub duration: Option<f64>,
+    /// Channels of the first audio stream, when known.
+    pub audio_channels: Option<u32>,
 }
 
 fn spawn_error(tool: &str, e: std::io::Error) -> Error {
@@ -42,7 +44,7 @@ pub fn probe(path: &Path) -> Result<Probe> {
             "-v",
             "error",
             "-show_entries",
-            "stream=codec_type,width,height:format=duration",
+            "stream=codec_type,width,height,channels:format=duration",
             "-of",
             "json",
         ])
@@ -65,6 +67,11 @@ pub fn probe(path: &Path) -> Result<Probe> {
         width: video.and_then(|s| s["width"].as_u64()).unwrap_or(0) as u32,
         height: video.and_then(|s| s["height"].as_u64()).unwrap_or(0) as u32,
         duration,
+        audio_channels: streams
+            .iter()
+            .find(|s| s["codec_type"] == "audio")
+            .and_then(|s| s["channels"].as_u64())
+            .map(|c| c as u32),
     })
 }
 
@@ -239,13 +246,35 @@ pub struct FfmpegAudio {
 }
 
 impl FfmpegAudio {
-    /// Starts ffmpeg on `path`'s first audio stream.
+    /// Starts ffmpeg on `path`'s first audio stream, all channels mixed.
     pub fn spawn(path: &Path, probe: &Probe) -> Result<FfmpegAudio> {
+        FfmpegAudio::spawn_channel(path, probe, crate::config::AudioChannel::Mix)
+    }
+
+    /// Starts ffmpeg on `path`'s first audio stream keeping only `channel` (ffmpeg's `pan`
+    /// filter: `left` = c0, `right` = c1; the other channel is dropped before resampling).
+    pub fn spawn_channel(
+        path: &Path,
+        probe: &Probe,
+        channel: crate::config::AudioChannel,
+    ) -> Result<FfmpegAudio> {
+        use crate::config::AudioChannel;
         let rate = AUDIO_RATE.to_string();
-        let args: Vec<String> = ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", &rate, "-f", "s16le"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = ["-map", "0:a:0", "-vn"].iter().map(|s| s.to_string()).collect();
+        match channel {
+            AudioChannel::Mix => {}
+            AudioChannel::Left => args.extend(["-af".to_string(), "pan=mono|c0=c0".to_string()]),
+            AudioChannel::Right => {
+                if probe.audio_channels.is_some_and(|c| c < 2) {
+                    return Err(Error::input(
+                        path,
+                        "source.audio.channel = \"right\" but the recording is mono (allowed: left or mix)",
+                    ));
+                }
+                args.extend(["-af".to_string(), "pan=mono|c0=c1".to_string()]);
+            }
+        }
+        args.extend(["-ac", "1", "-ar", &rate, "-f", "s16le"].iter().map(|s| s.to_string()));
         Ok(FfmpegAudio { decoder: Decoder::spawn(path, &args)?, carry: None, duration: probe.duration })
     }
 }

@@ -148,17 +148,24 @@ pub fn open_video(path: &Path, fps: f64) -> Result<Box<dyn VideoSource>> {
 }
 
 /// Opens an audio recording: `.wav` natively (any rate/channels, resampled to 16 kHz mono),
-/// anything else (including the audio track of a video) through ffmpeg.
+/// anything else (including the audio track of a video) through ffmpeg. All channels mixed.
 pub fn open_audio(path: &Path) -> Result<Box<dyn AudioSource>> {
+    open_audio_channel(path, crate::config::AudioChannel::Mix)
+}
+
+/// Like [`open_audio`], keeping only `channel` of the recording (`left` = the first, `right` =
+/// the second): the other channel is dropped before resampling and never reaches the analysis.
+/// Asking for `right` of a mono recording is an error naming the file.
+pub fn open_audio_channel(path: &Path, channel: crate::config::AudioChannel) -> Result<Box<dyn AudioSource>> {
     check_exists(path)?;
     if extension(path) == "wav" {
-        Ok(Box::new(wav::WavReader::open(path)?))
+        Ok(Box::new(wav::WavReader::open_channel(path, channel)?))
     } else {
         let probe = ffmpeg::probe(path)?;
         if !probe.has_audio {
             return Err(Error::input(path, "has no audio stream"));
         }
-        Ok(Box::new(ffmpeg::FfmpegAudio::spawn(path, &probe)?))
+        Ok(Box::new(ffmpeg::FfmpegAudio::spawn_channel(path, &probe, channel)?))
     }
 }
 

@@ -15,11 +15,17 @@ pub struct WavReader {
     spec: hound::WavSpec,
     resampler: MonoResampler,
     finished: bool,
+    channel: crate::config::AudioChannel,
 }
 
 impl WavReader {
-    /// Opens `path` and checks its format.
+    /// Opens `path` and checks its format; all channels are mixed.
     pub fn open(path: &Path) -> Result<WavReader> {
+        WavReader::open_channel(path, crate::config::AudioChannel::Mix)
+    }
+
+    /// Opens `path` keeping only `channel` (`right` needs at least two channels).
+    pub fn open_channel(path: &Path, channel: crate::config::AudioChannel) -> Result<WavReader> {
         let reader = hound::WavReader::open(path)
             .map_err(|e| Error::input(path, format!("not a readable WAV file: {e}")))?;
         let spec = reader.spec();
@@ -37,8 +43,14 @@ impl WavReader {
         if spec.channels == 0 {
             return Err(Error::input(path, "WAV header says 0 channels"));
         }
+        if channel == crate::config::AudioChannel::Right && spec.channels < 2 {
+            return Err(Error::input(
+                path,
+                "source.audio.channel = \"right\" but the recording is mono (allowed: left or mix)",
+            ));
+        }
         let resampler = MonoResampler::new(spec.sample_rate).map_err(|m| Error::input(path, m))?;
-        Ok(WavReader { path: path.to_path_buf(), reader, spec, resampler, finished: false })
+        Ok(WavReader { path: path.to_path_buf(), reader, spec, resampler, finished: false, channel })
     }
 
     /// The file's own format.
@@ -75,7 +87,12 @@ impl AudioSource for WavReader {
             let tail = self.resampler.finish();
             return Ok(if tail.is_empty() { None } else { Some(tail) });
         }
-        Ok(Some(self.resampler.push(&downmix(&buf, channels))))
+        let mono = match self.channel {
+            crate::config::AudioChannel::Mix => downmix(&buf, channels),
+            crate::config::AudioChannel::Left => buf.iter().step_by(channels).copied().collect(),
+            crate::config::AudioChannel::Right => buf.iter().skip(1).step_by(channels).copied().collect(),
+        };
+        Ok(Some(self.resampler.push(&mono)))
     }
 
     fn duration(&self) -> Option<f64> {

@@ -31,18 +31,19 @@ def main():
     parity = json.load(open(os.path.join(a.results, "parity.json")))
     t = r["dev_python"]
     data = ("pseudo-pairs from `affectd eval make-pairs --split train --n 20000 --seed 1` (faces: FER2013 train; "
-            "words: Twitter US Airline Sentiment train part, MELD train, TweetEval test), features from the "
-            "shipped vision and text stages via `affectd eval fusion --dump-features`; 10 % held out for calibration")
-    rule = ("happy→positive, neutral→neutral, angry/disgust/fear/sad→negative, surprise left out; negative words → "
-            "negative (incongruent 0); positive/neutral words + negative face → negative, incongruent 1; "
-            "positive+neutral → positive (docs/fusion.md)")
+            "words: Twitter US Airline Sentiment train part, MELD train, TweetEval test; voices: RAVDESS speech actors 1-20), "
+            "features from the shipped vision, voice and text stages via `affectd eval fusion --dump-features`; "
+            "10 % held out for calibration")
+    rule = ("happy→positive, neutral(/calm)→neutral, angry/disgust/fear(ful)/sad→negative, surprise left out, for faces "
+            "and voices; negative words → negative (incongruent 0); positive/neutral words + negative face or voice → "
+            "negative, incongruent 1; positive+neutral → positive (docs/fusion.md)")
     out = []
     for name, fname, desc, inputs, outputs, acc, extra in [
         ("fusion_head", "fusion-head.onnx",
          "attention fusion head: token MLP 400-64-32, 4 learned queries attend over <= 64 tokens (additive bias: "
-         "ln quality, -1e4 padding), pooled 4x32 + presence flags -> MLP 130-64 -> sentiment logits (3) + "
-         "incongruence logit; modality dropout; Adam, cosine decay, %d epochs" % len(r["log"]),
-         ["tokens float32 [1, 64, 400]", "bias float32 [1, 64]", "present float32 [1, 2] (face, text)"],
+         "ln quality, -1e4 padding), pooled 4x32 + presence flags -> MLP 131-64 -> sentiment logits (3) + "
+         "incongruence logit; modality dropout incl. audio-only voice+words; voice swap noise; Adam, cosine decay, %d epochs" % len(r["log"]),
+         ["tokens float32 [1, 64, 409]", "bias float32 [1, 64]", "present float32 [1, 3] (face, text, voice)"],
          ["sentiment_logits float32 [1, 3] (before temperature)", "incongruence_logit float32 [1, 1] (before incongruence_temperature)",
           "attention float32 [1, 4, 64]"],
          "dev pairs (`make-pairs --split dev --n 3000 --seed 2`): accuracy %.4f, macro-F1 %.4f, incongruence F1 %.4f "
@@ -51,11 +52,12 @@ def main():
             parity["onnx_vs_tf_max_abs"]),
          {"temperature": cal["temperature"], "incongruence_temperature": cal["incongruence_temperature"],
           "late_face_weight": cal["late_face_weight"], "token_layout": LAYOUT, "face_labels": FACE_LABELS,
+          "voice_labels": ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"],
           "labels": ["negative", "neutral", "positive"]}),
         ("fusion_early", "fusion-early.onnx",
          "early-fusion BASELINE (used only by `affectd eval fusion --per-modality`): mean face probs + text probs + "
-         "text embedding + presence flags (396) -> MLP 64 -> sentiment logits + incongruence logit",
-         ["features float32 [1, 396]"], ["sentiment_logits float32 [1, 3]", "incongruence_logit float32 [1, 1]"],
+         "text embedding + mean voice probs + presence flags (405) -> MLP 64 -> sentiment logits + incongruence logit",
+         ["features float32 [1, 405]"], ["sentiment_logits float32 [1, 3]", "incongruence_logit float32 [1, 1]"],
          "dev pairs: accuracy %.4f, macro-F1 %.4f, incongruence F1 %.4f"
          % (t["early fusion"]["accuracy"], t["early fusion"]["macro_f1"], t["early fusion"]["incongruence_f1"]),
          {"temperature": cal["early_temperature"], "labels": ["negative", "neutral", "positive"]}),
@@ -70,7 +72,7 @@ def main():
             f'sha256 = "{sha(dst)}"',
             f"bytes = {os.path.getsize(dst)}",
             f'source = "trained here: tools/fusion/train.py; data: {data}; labelling rule: {rule}"',
-            'licence = "weights are ours; trained on research-use data (FER2013, airline tweets CC BY-NC-SA 4.0, MELD, TweetEval): check the data terms before commercial use"',
+            'licence = "weights are ours; trained on research-use data (FER2013, airline tweets CC BY-NC-SA 4.0, MELD, TweetEval, RAVDESS CC BY-NC-SA 4.0): check the data terms before commercial use"',
             f'conversion = "{desc}; written with onnx.helper (onnx 1.16.2, opset 13: MatMul, Add, Relu, Transpose, Mul, Unsqueeze, Softmax, Reshape, Concat)"',
             "inputs = " + json.dumps(inputs),
             "outputs = " + json.dumps(outputs),
