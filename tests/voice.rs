@@ -263,7 +263,7 @@ fn analyze_ravdess(rel: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
-#[ignore = "needs AFFECTD_DATA"]
+#[ignore = "needs AFFECTD_DATA and a fusion head trained with voice tokens (issue 16, not shipped yet): skipped by .ci/run"]
 fn an_angry_voice_saying_neutral_words_is_flagged_and_a_calm_one_is_not() {
     // Held-out actor 22 (the shipped voice head was fitted on actors 1-20), "Dogs are sitting
     // by the door" — words the text head reads neutral — spoken angry (strong) and calm (normal).
