@@ -80,11 +80,12 @@ fn expression_accuracy_floor_on_fer2013_validation() {
     let get = |k: &str| -> f64 {
         last.split(' ').find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap().parse().unwrap()
     };
-    // The default model (fer's mini-XCEPTION + in-graph flip averaging) measures 0.6662 / 0.6374
-    // here in tract (0.6665 / 0.6386 in onnxruntime; the baseline alone 0.6503 / 0.6142); a broken
-    // crop, channel order, normalisation or flip drops it below these floors.
-    assert!(get("accuracy") >= 0.65, "{last}");
-    assert!(get("macro_f1") >= 0.62, "{last}");
+    // Against FER2013's own (single-annotator) labels. The default model is trained on FER+ votes,
+    // which move many FER2013 sad/fear images to neutral, so it measures 0.6038 / 0.5293 here in
+    // tract (its FER+ floors, 0.83 accuracy and 0.85 neutral recall, are in tests/calm_faces.rs);
+    // a broken crop, channel order or normalisation drops it far below these floors.
+    assert!(get("accuracy") >= 0.58, "{last}");
+    assert!(get("macro_f1") >= 0.50, "{last}");
     assert_eq!(get("n"), 3589.0);
 }
 
