@@ -167,6 +167,8 @@ fn eval_fusion_reproduces_the_ablation_table_on_dev_pairs() {
             "attention head (all modalities)",
             "head, face only",
             "head, text only",
+            "head, voice only",
+            "head, voice + text (audio-only call)",
             "early fusion",
             "late fusion"
         ]
