@@ -60,7 +60,7 @@ pub fn read_ferplus(path: &Path) -> Result<HashMap<u64, Option<&'static str>>> {
         })
     };
     let row_col = col("row")?;
-    let cols: Vec<usize> = FERPLUS_COLUMNS.iter().map(|c| col(c)).collect::<Result<_>>()?;
+    let cols: Vec<usize> = FERPLUS_COLUMNS.iter().map(|&c| col(c)).collect::<Result<_>>()?;
     let mut out = HashMap::new();
     for (i, rec) in rd.records().enumerate() {
         let line = i + 2;

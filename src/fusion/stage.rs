@@ -122,8 +122,11 @@ impl FusionStage {
             };
             missing.insert("text".to_string(), why.to_string());
         }
-        if toks.voices.is_empty() {
-            let why = if !audio {
+        if toks.voices.is_empty() || !self.head.hears_voice() {
+            let why = if !toks.voices.is_empty() {
+                // Voices were heard, but this head cannot take them.
+                "the fusion head was trained without voice (token layout v1)"
+            } else if !audio {
                 "no audio source"
             } else if report.modalities.voice.is_none() {
                 "speech or voice stage off"
