@@ -3,7 +3,8 @@
 //! FER2013, words from Twitter US Airline Sentiment, MELD and (training only) TweetEval test,
 //! voices from RAVDESS speech (actors 1–20 train, 21–24 dev: the voice head's split).
 //!
-//! Labelling rule (docs/fusion.md): expression → sentiment is happy → positive, neutral →
+//! Face expressions are FER+ majority labels when `ferplus/labels.csv` is present (else the
+//! FER2013 folders). Labelling rule (docs/fusion.md): expression → sentiment is happy → positive, neutral →
 //! neutral, angry/disgust/fear/sad → negative; surprise is left out (it can be either). Voice
 //! emotion → sentiment the same way (happy → positive, neutral/calm → neutral,
 //! angry/fearful/sad/disgust → negative, surprised left out). Negative words are negative
@@ -150,6 +151,44 @@ pub fn voices(data: &Path, split: Split) -> Result<Vec<(usize, Vec<PathBuf>)>> {
 pub const FACE_SENTIMENT: [(&str, usize); 6] =
     [("angry", 0), ("disgust", 0), ("fear", 0), ("sad", 0), ("neutral", 1), ("happy", 2)];
 
+/// Face images of a FER2013 split grouped as [`FACE_SENTIMENT`]: by their FER+ strict-majority
+/// label when `ferplus/labels.csv` is present (far less noisy than FER2013's folders; rows
+/// without a majority, or with surprise/contempt, are left out), else by folder.
+pub fn face_pools(data: &Path, fer: &Path) -> Result<Vec<(usize, Vec<PathBuf>)>> {
+    let fp_path = data.join("ferplus/labels.csv");
+    if !fp_path.exists() {
+        return FACE_SENTIMENT.iter().map(|(class, s)| Ok((*s, list_images(&fer.join(class))?))).collect();
+    }
+    let majority = crate::eval::expression::read_ferplus(&fp_path)?;
+    let mut pools: Vec<(usize, Vec<PathBuf>)> =
+        FACE_SENTIMENT.iter().map(|(_, s)| (*s, Vec::new())).collect();
+    for folder in ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"] {
+        for img in list_images(&fer.join(folder))? {
+            let row = img.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok());
+            let Some(row) = row else {
+                return Err(Error::input(
+                    &img,
+                    "with FER+ labels the file name must be the FER2013 row (e.g. 00042.png)",
+                ));
+            };
+            let label = majority.get(&row).copied().flatten();
+            if let Some(i) = label.and_then(|l| FACE_SENTIMENT.iter().position(|(c, _)| *c == l)) {
+                pools[i].1.push(img);
+            }
+        }
+    }
+    for (i, (_, v)) in pools.iter_mut().enumerate() {
+        v.sort();
+        if v.is_empty() {
+            return Err(Error::input(
+                &fp_path,
+                format!("no `{}` faces with a FER+ majority", FACE_SENTIMENT[i].0),
+            ));
+        }
+    }
+    Ok(pools)
+}
+
 fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::input(dir, format!("cannot read the folder: {e}")))?;
     let mut v: Vec<PathBuf> = rd
@@ -244,10 +283,7 @@ pub fn generate(data: &Path, split: Split, n: usize, seed: u64) -> Result<Vec<Pa
         Split::Train => "fer2013/train",
         Split::Dev => "fer2013/validation",
     });
-    let mut faces: Vec<(usize, Vec<PathBuf>)> = Vec::new();
-    for (class, sentiment) in FACE_SENTIMENT {
-        faces.push((sentiment, list_images(&fer.join(class))?));
-    }
+    let faces = face_pools(data, &fer)?;
     let neutral_faces = faces.iter().find(|(s, _)| *s == 1).map(|(_, v)| v.clone()).unwrap_or_default();
     let voice_pool = voices(data, split)?;
     let all_texts = texts(data, split)?;
