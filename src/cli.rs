@@ -416,9 +416,20 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         cfg.sink.mqtt.spool_dir = match &args.spool {
             Some(d) => d.clone(),
             None => {
-                let d = std::env::temp_dir().join(format!("affectd-spool-{}", std::process::id()));
-                temp_spool = Some(d.clone());
-                d
+                // Private (0700) with an unpredictable name, created here so that an existing
+                // folder or a planted symlink is never used.
+                let d = tempfile::Builder::new().prefix("affectd-spool-").tempdir().map_err(|e| {
+                    Error::sink(
+                        "mqtt",
+                        format!(
+                            "cannot create a temporary spool folder in {}: {e}",
+                            std::env::temp_dir().display()
+                        ),
+                    )
+                })?;
+                let path = d.path().to_path_buf();
+                temp_spool = Some(d);
+                path
             }
         };
     }
@@ -456,7 +467,12 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     };
     let mut first_seq = 0;
     if cfg.sink.mqtt.enabled {
-        let m = sink::mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, &session_id, true)?;
+        let mut m = sink::mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, &session_id, true)?;
+        if temp_spool.is_some() {
+            m = m.with_undelivered_hint(
+                "they are kept in {dir}: run the same command with `--spool {dir}` to deliver them first",
+            );
+        }
         first_seq = m.next_seq();
         sinks.push(Box::new(m));
     }
@@ -465,11 +481,15 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop)?;
     let pipeline = Pipeline::start(topo)?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let summary = wait_with_progress(pipeline, show_progress)?;
+    let summary = wait_with_progress(pipeline, show_progress);
     if let Some(d) = temp_spool {
-        // Everything was acknowledged (flush would have failed otherwise): the spool is empty.
-        let _ = std::fs::remove_dir_all(d);
+        if summary.is_err() {
+            // Undelivered messages stay (the error names the folder and how to send them).
+            let _ = d.keep();
+        }
+        // Otherwise everything was acknowledged (flush fails if not): the folder goes.
     }
+    let summary = summary?;
     if !args.quiet {
         print_summary(&summary, args.stats);
     }

@@ -53,6 +53,9 @@ pub struct PipelineConfig {
     pub video_overflow: Overflow,
     /// Seconds between metrics messages (wall clock).
     pub metrics_interval_s: f64,
+    /// With a live source: how many media seconds one branch may lag the others before their
+    /// intervals are published without it (counted as `faults.intervals_forced`). Replays wait.
+    pub max_lag_s: f64,
 }
 
 /// Where frames and audio come from.
@@ -312,6 +315,10 @@ pub struct JsonlSinkConfig {
     pub path: PathBuf,
     /// fsync after every message, so a power cut loses nothing already reported.
     pub fsync: bool,
+    /// Size cap of the file in bytes: beyond it the file is rotated (`path.1`, `path.2`, …).
+    pub max_bytes: u64,
+    /// Rotated files kept (the oldest beyond this is deleted); 0 = truncate instead.
+    pub keep: u32,
 }
 
 /// Where model files live.
@@ -453,6 +460,7 @@ impl Default for PipelineConfig {
             audio_queue: 256,
             video_overflow: Overflow::DropOldest,
             metrics_interval_s: 10.0,
+            max_lag_s: 30.0,
         }
     }
 }
@@ -481,7 +489,13 @@ impl Default for StdoutSinkConfig {
 
 impl Default for JsonlSinkConfig {
     fn default() -> Self {
-        JsonlSinkConfig { enabled: false, path: PathBuf::from("affectd-intervals.jsonl"), fsync: true }
+        JsonlSinkConfig {
+            enabled: false,
+            path: PathBuf::from("affectd-intervals.jsonl"),
+            fsync: true,
+            max_bytes: 256 << 20,
+            keep: 3,
+        }
     }
 }
 
@@ -546,12 +560,15 @@ impl Config {
         if !(1..=100_000).contains(&p.audio_queue) {
             return bad("pipeline.audio_queue", &p.audio_queue, "allowed: 1 to 100000 chunks");
         }
-        if !(p.metrics_interval_s.is_finite() && p.metrics_interval_s >= 0.5) {
+        if !(p.metrics_interval_s.is_finite() && (0.5..=86_400.0).contains(&p.metrics_interval_s)) {
             return bad(
                 "pipeline.metrics_interval_s",
                 &p.metrics_interval_s,
-                "allowed: at least 0.5 seconds",
+                "allowed: 0.5 to 86400 seconds",
             );
+        }
+        if !(p.max_lag_s.is_finite() && (p.interval_s..=3600.0).contains(&p.max_lag_s)) {
+            return bad("pipeline.max_lag_s", &p.max_lag_s, "allowed: interval_s to 3600 seconds");
         }
         if let VideoSourceConfig::File { path, .. } = &self.source.video {
             if path.as_os_str().is_empty() {
@@ -574,11 +591,11 @@ impl Config {
                 if !(1..=240).contains(fps) {
                     return bad("source.video.fps", fps, "allowed: 1 to 240");
                 }
-                if !(reconnect_max_s.is_finite() && *reconnect_max_s >= 0.5) {
+                if !(0.5..=3600.0).contains(reconnect_max_s) {
                     return bad(
                         "source.video.reconnect_max_s",
                         reconnect_max_s,
-                        "allowed: at least 0.5 seconds",
+                        "allowed: 0.5 to 3600 seconds",
                     );
                 }
             }
@@ -617,8 +634,8 @@ impl Config {
                     "allowed: 0 (device default) or 8000 to 384000 Hz",
                 );
             }
-            if !(restart_max_s.is_finite() && *restart_max_s >= 0.5) {
-                return bad("source.audio.restart_max_s", restart_max_s, "allowed: at least 0.5 seconds");
+            if !(0.5..=3600.0).contains(restart_max_s) {
+                return bad("source.audio.restart_max_s", restart_max_s, "allowed: 0.5 to 3600 seconds");
             }
         }
         let v = &self.vision;
@@ -685,9 +702,6 @@ impl Config {
                     "client certificates need an mqtts:// url",
                 );
             }
-            if !(5..=3600).contains(&m.keep_alive_s) {
-                return bad("sink.mqtt.keep_alive_s", &m.keep_alive_s, "allowed: 5 to 3600 seconds");
-            }
             let p = &m.topic_prefix;
             if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#']) {
                 return bad(
@@ -696,15 +710,30 @@ impl Config {
                     "allowed: a non-empty topic without + or # and without leading/trailing /",
                 );
             }
-            if m.spool_max_bytes < 64 * 1024 {
-                return bad("sink.mqtt.spool_max_bytes", &m.spool_max_bytes, "allowed: at least 65536");
-            }
-            if !(m.flush_timeout_s.is_finite() && m.flush_timeout_s >= 0.0) {
-                return bad("sink.mqtt.flush_timeout_s", &m.flush_timeout_s, "allowed: 0 or more seconds");
-            }
-            if !(m.backoff_max_s.is_finite() && m.backoff_max_s >= 0.5) {
-                return bad("sink.mqtt.backoff_max_s", &m.backoff_max_s, "allowed: at least 0.5 seconds");
-            }
+        }
+        // Numeric keys are checked whether or not the sink is enabled (`config check` shows all).
+        if !(5..=3600).contains(&m.keep_alive_s) {
+            return bad("sink.mqtt.keep_alive_s", &m.keep_alive_s, "allowed: 5 to 3600 seconds");
+        }
+        if !(64 * 1024..=1 << 40).contains(&m.spool_max_bytes) {
+            return bad(
+                "sink.mqtt.spool_max_bytes",
+                &m.spool_max_bytes,
+                "allowed: 65536 to 1099511627776 bytes",
+            );
+        }
+        if !(0.0..=3600.0).contains(&m.flush_timeout_s) {
+            return bad("sink.mqtt.flush_timeout_s", &m.flush_timeout_s, "allowed: 0 to 3600 seconds");
+        }
+        if !(0.5..=3600.0).contains(&m.backoff_max_s) {
+            return bad("sink.mqtt.backoff_max_s", &m.backoff_max_s, "allowed: 0.5 to 3600 seconds");
+        }
+        let j = &self.sink.jsonl;
+        if !(4096..=1 << 40).contains(&j.max_bytes) {
+            return bad("sink.jsonl.max_bytes", &j.max_bytes, "allowed: 4096 to 1099511627776 bytes");
+        }
+        if j.keep > 100 {
+            return bad("sink.jsonl.keep", &j.keep, "allowed: 0 to 100 rotated files");
         }
         if self.sink.jsonl.enabled && self.sink.jsonl.path.as_os_str().is_empty() {
             return bad("sink.jsonl.path", &"\"\"", "allowed: a file path when sink.jsonl.enabled = true");
@@ -928,6 +957,23 @@ mod tests {
         assert!(e.contains("sink.mqtt.url") && e.contains("allowed"), "{e}");
         let e = parse("[sink.mqtt]\nenabled = true\ntopic_prefix = \"a/#\"\n").unwrap_err().to_string();
         assert!(e.contains("sink.mqtt.topic_prefix"), "{e}");
+    }
+
+    #[test]
+    fn durations_too_large_for_a_clock_are_rejected_by_name() {
+        // Each of these once passed `config check` and then panicked `affectd run` (Duration overflow).
+        for (toml, key) in [
+            ("[pipeline]\nmetrics_interval_s = 1e20\n", "pipeline.metrics_interval_s"),
+            ("[sink.mqtt]\nbackoff_max_s = 1e20\n", "sink.mqtt.backoff_max_s"),
+            ("[sink.mqtt]\nflush_timeout_s = 1e20\n", "sink.mqtt.flush_timeout_s"),
+            ("[sink.mqtt]\nflush_timeout_s = nan\n", "sink.mqtt.flush_timeout_s"),
+            ("[sink.mqtt]\nspool_max_bytes = 1125899906842624\n", "sink.mqtt.spool_max_bytes"),
+        ] {
+            let e = parse(toml).unwrap_err().to_string();
+            assert!(e.contains(&format!("key `{key}`")) && e.contains("allowed:"), "{toml}: {e}");
+        }
+        assert_eq!(crate::source::secs_duration(1e20), std::time::Duration::from_secs(365 * 86_400));
+        assert_eq!(crate::source::secs_duration(f64::NAN), std::time::Duration::ZERO);
     }
 
     #[test]

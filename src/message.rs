@@ -382,6 +382,30 @@ pub struct MetricsReport {
     /// MQTT spool figures (only in messages published over MQTT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool: Option<crate::sink::spool::SpoolStats>,
+    /// What the pipeline skipped, dropped or recovered from since the session started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultCounts>,
+}
+
+/// Fault counters of a session (metrics `faults`): every skip and drop is counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// Frames the vision stage could not analyse (skipped; the interval has fewer frames).
+    pub frames_failed: u64,
+    /// Speech segments ASR, voice or text could not process (skipped).
+    pub utterances_failed: u64,
+    /// Stage threads that panicked (each ends the session in order).
+    pub stage_panics: u64,
+    /// Observations that arrived after their interval was published (not in any interval).
+    pub late_observations: u64,
+    /// Intervals published before a stalled branch reported (the window's bound on waiting).
+    pub intervals_forced: u64,
+    /// Audio lost by the microphone (overruns), in blocks; the gap is filled with silence.
+    pub mic_overruns: u64,
+    /// Seconds of silence inserted for microphone overruns, keeping the timeline true.
+    pub mic_gap_s: f64,
+    /// Messages a non-fatal sink could not write (e.g. the log file on a full disk).
+    pub sink_failures: u64,
 }
 
 /// Everything a sink may be asked to publish.

@@ -131,7 +131,68 @@ struct Counters {
     audio_samples: AtomicU64,
     utterances: AtomicU64,
     late: AtomicU64,
+    forced: AtomicU64,
     progress_bits: AtomicU64,
+    frames_failed: AtomicU64,
+    utterances_failed: AtomicU64,
+    stage_panics: AtomicU64,
+    sink_failures: AtomicU64,
+}
+
+impl Counters {
+    fn faults(&self, mic: Option<&crate::source::mic::MicStats>) -> crate::message::FaultCounts {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::message::FaultCounts {
+            frames_failed: r(&self.frames_failed),
+            utterances_failed: r(&self.utterances_failed),
+            stage_panics: r(&self.stage_panics),
+            late_observations: r(&self.late),
+            intervals_forced: r(&self.forced),
+            mic_overruns: mic.map_or(0, |m| m.overruns()),
+            mic_gap_s: mic.map_or(0.0, |m| m.gap_seconds()),
+            sink_failures: r(&self.sink_failures),
+        }
+    }
+}
+
+/// What every stage thread shares to report a fault: the stop flag (an orderly end), the health
+/// published as status, and the counters published in metrics.
+#[derive(Clone)]
+struct Supervisor {
+    stop: Arc<AtomicBool>,
+    health: crate::source::Health,
+    counters: Arc<Counters>,
+}
+
+/// Logs a per-item failure at most once a second per stage (the counter has them all), and
+/// marks the stage degraded until it succeeds again.
+struct ItemErrors {
+    stage: &'static str,
+    last_log: Option<Instant>,
+    failing: bool,
+}
+
+impl ItemErrors {
+    fn new(stage: &'static str) -> Self {
+        ItemErrors { stage, last_log: None, failing: false }
+    }
+
+    fn failed(&mut self, sup: &Supervisor, counter: &AtomicU64, what: &str, e: &Error) {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            log::warn!("stage {}: {what} skipped ({n} so far): {e}", self.stage);
+            self.last_log = Some(Instant::now());
+        }
+        sup.health.degrade(&format!("stage {}", self.stage), &format!("{what} skipped ({n} so far): {e}"));
+        self.failing = true;
+    }
+
+    fn ok(&mut self, sup: &Supervisor) {
+        if self.failing {
+            sup.health.recover(&format!("stage {}", self.stage));
+            self.failing = false;
+        }
+    }
 }
 
 /// A fresh session id (UUID v4).
@@ -147,6 +208,7 @@ pub struct Pipeline {
     started: Instant,
     duration: Option<f64>,
     session_id: String,
+    mic: Option<Arc<crate::source::mic::MicStats>>,
 }
 
 /// What a finished session did.
@@ -170,20 +232,47 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// Observations that arrived after their interval was published (should be 0).
     pub late_observations: u64,
+    /// Everything skipped, dropped or recovered from.
+    pub faults: crate::message::FaultCounts,
     /// Final channel figures.
     pub channels: Vec<ChannelSnapshot>,
 }
 
-fn spawn<F>(name: &str, abort: Arc<AtomicBool>, f: F) -> Result<(String, JoinHandle<Result<()>>)>
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Starts a stage thread under supervision: an error or a panic sets the stop flag (the session
+/// ends in order: sources stop, the rest drains, completed intervals are published); a panic is
+/// also counted, published as `degraded` with the stage and reason, and `on_panic` closes the
+/// stage's output stream (sends its end marker), so no consumer waits for it forever.
+fn spawn<F, G>(name: &str, sup: &Supervisor, on_panic: G, f: F) -> Result<(String, JoinHandle<Result<()>>)>
 where
     F: FnOnce() -> Result<()> + Send + 'static,
+    G: FnOnce() + Send + 'static,
 {
+    let (sup, stage) = (sup.clone(), name.to_string());
     let handle = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let r = f();
+            let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(r) => r,
+                Err(payload) => {
+                    let msg = crate::secrets::redact(&panic_message(&*payload)).into_owned();
+                    sup.counters.stage_panics.fetch_add(1, Ordering::Relaxed);
+                    log::error!("stage {stage} panicked: {msg}; ending the session in order");
+                    sup.health.degrade(&format!("stage {stage}"), &format!("panicked: {msg}"));
+                    on_panic();
+                    Err(Error::stage(&stage, format!("panicked: {msg}")))
+                }
+            };
             if r.is_err() {
-                abort.store(true, Ordering::SeqCst);
+                sup.stop.store(true, Ordering::SeqCst);
             }
             r
         })
@@ -191,9 +280,17 @@ where
     Ok((name.to_string(), handle))
 }
 
+/// A test-only fault hook: `AFFECTD_FAULT_PANIC=<stage>:<n>` makes that stage panic at its n-th
+/// item (fault-injection tests; read once at start, never set in production).
+fn fault_hook(stage: &str) -> Option<u64> {
+    let spec = std::env::var("AFFECTD_FAULT_PANIC").ok()?;
+    let (s, n) = spec.split_once(':')?;
+    (s == stage).then(|| n.parse().ok()).flatten()
+}
+
 /// Sleeps until media time `t` is due on the wall clock; false if stopped meanwhile.
 fn pace(started: Instant, t: f64, stop: &AtomicBool) -> bool {
-    let due = started + Duration::from_secs_f64(t.max(0.0));
+    let due = started + crate::source::secs_duration(t);
     loop {
         if stop.load(Ordering::SeqCst) {
             return false;
@@ -255,6 +352,11 @@ impl Pipeline {
         .flatten()
         .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
         let counters = Arc::new(Counters::default());
+        let sup = Supervisor { stop: stop.clone(), health: health.clone(), counters: counters.clone() };
+        let mic = audio.as_ref().and_then(|a| a.source.mic_counters());
+        let mic2 = mic.clone();
+        let live_video = video.as_ref().is_some_and(|v| v.source.is_live());
+        let clock = health.clone();
         let mut threads = Vec::new();
         let mut channels = Vec::new();
         let mut producers = Vec::new();
@@ -269,12 +371,17 @@ impl Pipeline {
                 channel::bounded::<Frame>("video-source->vision", cfg.video_queue, cfg.video_overflow);
             channels.push(s);
             let (stop2, fps) = (stop.clone(), cfg.analysis_fps);
-            threads.push(spawn("video-source", stop.clone(), move || {
-                video_source(v, fps, tx, started, &stop2)
-            })?);
-            let (obs, c) = (obs_tx.clone(), counters.clone());
+            threads.push(spawn(
+                "video-source",
+                &sup,
+                || {},
+                move || video_source(v, fps, tx, started, &stop2),
+            )?);
+            let (obs, s2, guard) = (obs_tx.clone(), sup.clone(), end_guard(&obs_tx, producer));
             let stage = vision.unwrap_or_default();
-            threads.push(spawn("vision", stop.clone(), move || vision_stage(stage, rx, obs, producer, &c))?);
+            let hb = live_video.then(|| clock.clone());
+            threads
+                .push(spawn("vision", &sup, guard, move || vision_stage(stage, rx, obs, producer, &s2, hb))?);
         }
         if let Some(a) = audio {
             let producer = producers.len();
@@ -283,7 +390,7 @@ impl Pipeline {
                 channel::bounded::<AudioChunk>("audio-source->audio", cfg.audio_queue, Overflow::Block);
             channels.push(s);
             let stop2 = stop.clone();
-            threads.push(spawn("audio-source", stop.clone(), move || audio_source(a, tx, started, &stop2))?);
+            threads.push(spawn("audio-source", &sup, || {}, move || audio_source(a, tx, started, &stop2))?);
             let mut vad = None;
             if let Some(sp) = speech {
                 let sp_producer = producers.len();
@@ -293,15 +400,21 @@ impl Pipeline {
                 let (utt_tx, utt_rx, s) = channel::bounded::<UtteranceMsg>("asr->text", 64, Overflow::Block);
                 channels.push(s);
                 vad = Some((sp.vad, seg_tx));
-                let (asr, voice) = (sp.asr, sp.voice);
-                threads.push(spawn("asr", stop.clone(), move || asr_stage(asr, voice, seg_rx, utt_tx))?);
-                let (obs, c, text) = (obs_tx.clone(), counters.clone(), sp.text);
-                threads.push(spawn("text", stop.clone(), move || {
-                    text_stage(text, utt_rx, obs, sp_producer, &c)
+                let (asr, voice, s2) = (sp.asr, sp.voice, sup.clone());
+                let utt_end = utt_tx.clone();
+                let asr_guard = move || {
+                    let _ = utt_end.send(UtteranceMsg::End(0.0));
+                };
+                threads
+                    .push(spawn("asr", &sup, asr_guard, move || asr_stage(asr, voice, seg_rx, utt_tx, &s2))?);
+                let (obs, s2, text) = (obs_tx.clone(), sup.clone(), sp.text);
+                let guard = end_guard(&obs_tx, sp_producer);
+                threads.push(spawn("text", &sup, guard, move || {
+                    text_stage(text, utt_rx, obs, sp_producer, &s2)
                 })?);
             }
-            let (obs, c) = (obs_tx.clone(), counters.clone());
-            threads.push(spawn("audio", stop.clone(), move || audio_stage(rx, obs, producer, &c, vad))?);
+            let (obs, c, guard) = (obs_tx.clone(), counters.clone(), end_guard(&obs_tx, producer));
+            threads.push(spawn("audio", &sup, guard, move || audio_stage(rx, obs, producer, &c, vad))?);
         }
         drop(obs_tx);
 
@@ -311,16 +424,37 @@ impl Pipeline {
         if let Some(f) = fusion {
             window = window.with_fusion(f);
         }
+        // Only live sessions publish past a stalled branch; a replay waits for every branch.
+        let max_lag = if live_video || mic.is_some() { cfg.max_lag_s } else { f64::INFINITY };
         let c = counters.clone();
-        threads.push(spawn("window", stop.clone(), move || window_stage(window, obs_rx, out_tx, &c))?);
+        threads.push(spawn(
+            "window",
+            &sup,
+            || {},
+            move || window_stage(window, obs_rx, out_tx, &c, max_lag),
+        )?);
 
-        let metrics_every = Duration::from_secs_f64(cfg.metrics_interval_s);
-        let (all, stop2, sess) = (channels.clone(), stop.clone(), session.clone());
-        threads.push(spawn("sinks", stop.clone(), move || {
-            sink_stage(sinks, out_rx, &sess, started, metrics_every, &all, &stop2, &health)
-        })?);
+        let metrics_every = crate::source::secs_duration(cfg.metrics_interval_s);
+        let (all, stop2, sess, c) = (channels.clone(), stop.clone(), session.clone(), counters.clone());
+        threads.push(spawn(
+            "sinks",
+            &sup,
+            || {},
+            move || {
+                let figures = SinkFigures { channels: all, counters: c, mic };
+                sink_stage(sinks, out_rx, &sess, started, metrics_every, &figures, &stop2, &health)
+            },
+        )?);
 
-        Ok(Pipeline { threads, channels, counters, started, duration, session_id: session.session_id })
+        Ok(Pipeline {
+            threads,
+            channels,
+            counters,
+            started,
+            duration,
+            session_id: session.session_id,
+            mic: mic2,
+        })
     }
 
     /// Media time reached so far by every branch (for progress display).
@@ -373,6 +507,7 @@ impl Pipeline {
             media_seconds: f64::from_bits(c.progress_bits.load(Ordering::Relaxed)),
             wall_seconds: self.started.elapsed().as_secs_f64(),
             late_observations: c.late.load(Ordering::Relaxed),
+            faults: c.faults(self.mic.as_deref()),
             channels,
         })
     }
@@ -454,30 +589,75 @@ fn audio_source(
     Ok(())
 }
 
+/// A closure that ends `producer`'s stream (for a stage that panicked before sending its End).
+fn end_guard(tx: &MeteredSender<Envelope>, producer: usize) -> impl FnOnce() + Send + 'static {
+    let tx = tx.clone();
+    move || {
+        let _ = tx.send(Envelope { producer, event: Event::End(0.0) });
+    }
+}
+
+/// How long a live video branch may go without a frame before the session clock moves its
+/// watermark on (a camera that is reconnecting must not hold back every other branch).
+const HEARTBEAT_AFTER: Duration = Duration::from_millis(500);
+/// How far behind the session clock a heartbeat watermark stays (a frame being captured now).
+const HEARTBEAT_MARGIN_S: f64 = 1.0;
+
 fn vision_stage(
     mut stage: VisionStage,
     rx: MeteredReceiver<Frame>,
     tx: MeteredSender<Envelope>,
     producer: usize,
-    c: &Counters,
+    sup: &Supervisor,
+    heartbeat: Option<crate::source::Health>,
 ) -> Result<()> {
+    let c = &sup.counters;
     let mut end = 0.0f64;
-    while let Some(frame) = rx.recv() {
+    let mut errors = ItemErrors::new("vision");
+    let panic_at = fault_hook("vision");
+    let mut n = 0u64;
+    loop {
+        let frame = match &heartbeat {
+            None => match rx.recv() {
+                Some(f) => f,
+                None => break,
+            },
+            Some(clock) => match rx.recv_timeout(HEARTBEAT_AFTER) {
+                Ok(f) => f,
+                Err(true) => break,
+                Err(false) => {
+                    // No frame for a while (camera lost or reconnecting): time goes on.
+                    let now = clock.media_now() - HEARTBEAT_MARGIN_S;
+                    if now > end && tx.send(Envelope { producer, event: Event::Progress(now) }).is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            },
+        };
+        n += 1;
+        if panic_at == Some(n) {
+            panic!("fault injection: vision panics at frame {n}");
+        }
         // Newest wins on overflow, so the last frame sent is never the one dropped.
         end = end.max(frame.t + frame.duration);
-        let obs = match stage.process(&frame) {
-            Ok(o) => o,
-            Err(e) => {
-                // Close the branch so the intervals completed so far are still published.
-                let _ = tx.send(Envelope { producer, event: Event::End(frame.t) });
-                return Err(e);
+        match stage.process(&frame) {
+            Ok(obs) => {
+                errors.ok(sup);
+                c.frames.fetch_add(1, Ordering::Relaxed);
+                let t = obs.t;
+                for event in [Event::Obs(Observation::Frame(obs)), Event::Progress(t)] {
+                    if tx.send(Envelope { producer, event }).is_err() {
+                        return Ok(());
+                    }
+                }
             }
-        };
-        c.frames.fetch_add(1, Ordering::Relaxed);
-        let t = obs.t;
-        for event in [Event::Obs(Observation::Frame(obs)), Event::Progress(t)] {
-            if tx.send(Envelope { producer, event }).is_err() {
-                return Ok(());
+            // One frame that cannot be analysed is skipped and counted; the branch goes on.
+            Err(e) => {
+                errors.failed(sup, &c.frames_failed, &format!("frame at {:.3} s", frame.t), &e);
+                if tx.send(Envelope { producer, event: Event::Progress(frame.t) }).is_err() {
+                    return Ok(());
+                }
             }
         }
     }
@@ -545,20 +725,35 @@ fn asr_stage(
     mut voice: Option<crate::audio::voice::VoiceHead>,
     rx: MeteredReceiver<SpeechMsg>,
     tx: MeteredSender<UtteranceMsg>,
+    sup: &Supervisor,
 ) -> Result<()> {
+    let mut errors = ItemErrors::new("asr");
+    let panic_at = fault_hook("asr");
+    let mut n = 0u64;
     while let Some(msg) = rx.recv() {
         let out = match msg {
-            SpeechMsg::Segment(seg) => match asr
-                .transcribe(&seg)
-                .and_then(|t| t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose())
-            {
-                Ok(Some((t, v))) => UtteranceMsg::Utterance(t, v),
-                Ok(None) => UtteranceMsg::Watermark(seg.start),
-                Err(e) => {
-                    let _ = tx.send(UtteranceMsg::End(seg.end));
-                    return Err(e);
+            SpeechMsg::Segment(seg) => {
+                n += 1;
+                if panic_at == Some(n) {
+                    panic!("fault injection: asr panics at segment {n}");
                 }
-            },
+                match asr
+                    .transcribe(&seg)
+                    .and_then(|t| t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose())
+                {
+                    Ok(Some((t, v))) => {
+                        errors.ok(sup);
+                        UtteranceMsg::Utterance(t, v)
+                    }
+                    Ok(None) => UtteranceMsg::Watermark(seg.start),
+                    // One segment that cannot be transcribed is skipped and counted.
+                    Err(e) => {
+                        let what = format!("speech {:.2}-{:.2} s", seg.start, seg.end);
+                        errors.failed(sup, &sup.counters.utterances_failed, &what, &e);
+                        UtteranceMsg::Watermark(seg.end)
+                    }
+                }
+            }
             SpeechMsg::Watermark(w) => UtteranceMsg::Watermark(w),
             SpeechMsg::End(t) => UtteranceMsg::End(t),
         };
@@ -574,19 +769,30 @@ fn text_stage(
     rx: MeteredReceiver<UtteranceMsg>,
     tx: MeteredSender<Envelope>,
     producer: usize,
-    c: &Counters,
+    sup: &Supervisor,
 ) -> Result<()> {
+    let c = &sup.counters;
+    let mut errors = ItemErrors::new("text");
+    let panic_at = fault_hook("text");
     let mut seq = 0;
     let mut ended = None;
     while let Some(msg) = rx.recv() {
         let event = match msg {
             UtteranceMsg::Utterance(t, voice) => {
+                if panic_at == Some(seq + 1) {
+                    panic!("fault injection: text panics at utterance {}", seq + 1);
+                }
                 let (probs, embedding) = match model.as_mut() {
                     Some(m) => match m.analyze(&t.text) {
-                        Ok(s) => (Some(s.probs), Some(s.embedding)),
+                        Ok(s) => {
+                            errors.ok(sup);
+                            (Some(s.probs), Some(s.embedding))
+                        }
+                        // The words stay (transcript, voice); only their sentiment is missing.
                         Err(e) => {
-                            let _ = tx.send(Envelope { producer, event: Event::End(t.end) });
-                            return Err(e);
+                            let what = format!("sentiment of speech {:.2}-{:.2} s", t.start, t.end);
+                            errors.failed(sup, &c.utterances_failed, &what, &e);
+                            (None, None)
                         }
                     },
                     None => (None, None),
@@ -625,6 +831,7 @@ fn window_stage(
     rx: MeteredReceiver<Envelope>,
     tx: MeteredSender<Output>,
     c: &Counters,
+    max_lag_s: f64,
 ) -> Result<()> {
     let publish = |reports: Vec<crate::message::IntervalReport>, window: &mut IntervalWindow| -> Result<()> {
         let closed = |_| Error::stage("window", "the sinks stopped early");
@@ -639,7 +846,11 @@ fn window_stage(
         Ok(())
     };
     while let Some(env) = rx.recv() {
-        let reports = window.push(env);
+        let mut reports = window.push(env);
+        // A branch that stalls (and sends no heartbeat) must not hold the others' intervals, or
+        // memory, without bound: past `max_lag_s` the oldest open intervals are published as they are.
+        reports.extend(window.force_lagging(max_lag_s));
+        c.forced.store(window.forced_intervals(), Ordering::Relaxed);
         publish(reports, &mut window)?;
         let wm = window.watermark();
         if wm.is_finite() {
@@ -653,6 +864,13 @@ fn window_stage(
     publish(reports, &mut window)
 }
 
+/// What the metrics messages report.
+struct SinkFigures {
+    channels: Vec<Arc<ChannelStats>>,
+    counters: Arc<Counters>,
+    mic: Option<Arc<crate::source::mic::MicStats>>,
+}
+
 // One thread's whole context; a struct for it would only be unpacked again here.
 #[allow(clippy::too_many_arguments)]
 fn sink_stage(
@@ -661,7 +879,7 @@ fn sink_stage(
     session: &SessionInfo,
     started: Instant,
     metrics_every: Duration,
-    channels: &[Arc<ChannelStats>],
+    figures: &SinkFigures,
     stop: &AtomicBool,
     health: &crate::source::Health,
 ) -> Result<()> {
@@ -682,19 +900,39 @@ fn sink_stage(
             session_id: session.session_id.clone(),
             wall: rfc3339(SystemTime::now()),
             uptime_s: started.elapsed().as_secs_f64(),
-            channels: channels.iter().map(|c| c.snapshot()).collect(),
+            channels: figures.channels.iter().map(|c| c.snapshot()).collect(),
             rss_mib: rss_mib(),
             spool: None,
+            faults: Some(figures.counters.faults(figures.mic.as_deref())),
         })
     };
     let mut first_err: Option<Error> = None;
+    let mut failing = vec![false; sinks.len()];
     let mut deliver = |sinks: &mut Vec<Box<dyn Sink>>, msg: &Output| {
-        for s in sinks.iter_mut() {
-            if let Err(e) = s.publish(msg) {
-                log::error!("{e}");
-                // A sink that cannot write ends the session gracefully: sources stop, the rest drains.
-                stop.store(true, Ordering::SeqCst);
-                first_err.get_or_insert(e);
+        for (i, s) in sinks.iter_mut().enumerate() {
+            match s.publish(msg) {
+                // Only a written interval or alert proves the sink works again (a file sink
+                // ignores status and metrics).
+                Ok(()) if failing[i] && matches!(msg, Output::Interval(_) | Output::Alert(_)) => {
+                    failing[i] = false;
+                    health.recover(&format!("sink {}", s.name()));
+                }
+                Ok(()) => {}
+                Err(e) if !s.fatal_on_error() => {
+                    // E.g. the log file on a full disk: say so, count it, keep the session.
+                    let n = figures.counters.sink_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    if !failing[i] {
+                        log::error!("{e} (the session goes on; {n} messages not written so far)");
+                    }
+                    failing[i] = true;
+                    health.degrade(&format!("sink {}", s.name()), &format!("{e} ({n} messages not written)"));
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    // A sink that cannot write ends the session gracefully: sources stop, the rest drains.
+                    stop.store(true, Ordering::SeqCst);
+                    first_err.get_or_insert(e);
+                }
             }
         }
     };

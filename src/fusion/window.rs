@@ -9,7 +9,7 @@ use crate::message::{
     Observation, VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
 };
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// Which kind of data a producer contributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,7 @@ pub struct IntervalWindow {
     next_index: u64,
     seq: u64,
     late: u64,
+    forced: u64,
     session: SessionInfo,
     fusion: Option<FusionStage>,
     alerts: Vec<AlertMessage>,
@@ -106,6 +107,7 @@ impl IntervalWindow {
             next_index: 0,
             seq: session.first_seq,
             late: 0,
+            forced: 0,
             session,
             fusion: None,
             alerts: Vec::new(),
@@ -127,6 +129,27 @@ impl IntervalWindow {
     /// Observations that arrived for an interval already published (should stay 0; reported in metrics).
     pub fn late_observations(&self) -> u64 {
         self.late
+    }
+
+    /// Intervals published by [`IntervalWindow::force_lagging`] before every branch reported.
+    pub fn forced_intervals(&self) -> u64 {
+        self.forced
+    }
+
+    /// Publishes the open intervals that end more than `max_lag_s` before the newest watermark
+    /// (a stalled branch must not hold the others, or memory, without bound); what that branch
+    /// sends for them later is counted as late. `f64::INFINITY` never forces.
+    pub fn force_lagging(&mut self, max_lag_s: f64) -> Vec<IntervalReport> {
+        let newest = self.producers.iter().filter(|p| !p.ended).map(|p| p.watermark).fold(0.0, f64::max);
+        let mut out = Vec::new();
+        if !max_lag_s.is_finite() {
+            return out;
+        }
+        while (self.next_index + 1) as f64 * self.interval <= newest - max_lag_s + 1e-9 {
+            self.forced += 1;
+            out.push(self.emit(self.next_index, None));
+        }
+        out
     }
 
     /// Media time up to which every producer has reported.
@@ -241,7 +264,7 @@ impl IntervalWindow {
                 peak_dbfs: (n > 0).then(|| dbfs(acc.peak as f64)),
             }
         });
-        let wall = |s: f64| rfc3339(self.session.wall_start + Duration::from_secs_f64(s.max(0.0)));
+        let wall = |s: f64| rfc3339(self.session.wall_start + crate::source::secs_duration(s));
         let mut report = IntervalReport {
             schema: INTERVAL_SCHEMA.into(),
             device_id: self.session.device_id.clone(),
@@ -532,6 +555,21 @@ mod tests {
         w.push(frame(0.0));
         assert_eq!(w.push(progress(0, 1.5)).len(), 1);
         w.push(frame(0.5));
+        assert_eq!(w.late_observations(), 1);
+    }
+
+    #[test]
+    fn a_stalled_branch_holds_the_others_only_up_to_the_lag_bound() {
+        let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video, ProducerKind::Audio], session());
+        // Audio runs on to 40 s; video stalls at 0: nothing is complete yet.
+        assert!(w.push(progress(1, 40.0)).is_empty());
+        assert!(w.force_lagging(f64::INFINITY).is_empty(), "a replay waits");
+        let forced = w.force_lagging(30.0);
+        assert_eq!(forced.len(), 10, "intervals ending by 40 - 30 s are published");
+        assert_eq!(w.forced_intervals(), 10);
+        assert!(w.pending.keys().all(|&k| k >= 10));
+        // The stalled branch's late frame is counted, not filed into a published interval.
+        w.push(frame(3.0));
         assert_eq!(w.late_observations(), 1);
     }
 

@@ -17,6 +17,12 @@ pub trait Sink: Send {
     fn publish(&mut self, msg: &Output) -> Result<()>;
     /// Makes everything published so far durable or delivered; called at shutdown.
     fn flush(&mut self) -> Result<()>;
+    /// Whether a failed `publish` ends the session (true) or only degrades it (false: the
+    /// failure is published as status `degraded`, counted, and the session goes on — e.g. the
+    /// daemon's log file on a full disk while MQTT still delivers).
+    fn fatal_on_error(&self) -> bool {
+        true
+    }
 }
 
 /// The sinks of a session and the interval number it starts at.
@@ -41,7 +47,9 @@ pub fn from_config(cfg: &Config, session_id: &str, require_delivery: bool) -> Re
         sinks.push(Box::new(jsonl::JsonlSink::stdout()));
     }
     if cfg.sink.jsonl.enabled {
-        sinks.push(Box::new(jsonl::JsonlSink::file(&cfg.sink.jsonl.path, cfg.sink.jsonl.fsync, true)?));
+        let j = &cfg.sink.jsonl;
+        let sink = jsonl::JsonlSink::file(&j.path, j.fsync, true)?.rotating(j.max_bytes, j.keep).tolerant();
+        sinks.push(Box::new(sink));
     }
     Ok(Sinks { sinks, first_seq })
 }

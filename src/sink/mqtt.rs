@@ -56,6 +56,19 @@ struct Shared {
     connects: u64,
 }
 
+/// Warns when a secrets file can be read by other users (mode `o+r`); returns whether it can.
+pub fn warn_if_world_readable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let readable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+    if readable {
+        log::warn!(
+            "{} is readable by every user on this machine; it holds a secret: `chmod 600` it (or 640 with a group for affectd)",
+            path.display()
+        );
+    }
+    readable
+}
+
 /// Publishes to an MQTT broker through a durable spool.
 pub struct MqttSink {
     spool: Arc<Mutex<Spool>>,
@@ -66,6 +79,7 @@ pub struct MqttSink {
     flush_timeout: Duration,
     require_delivery: bool,
     last_status: String,
+    undelivered_hint: String,
 }
 
 fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>> {
@@ -98,11 +112,13 @@ fn options(cfg: &MqttSinkConfig, device_id: &str, session_id: &str, topics: &Top
         let password = match std::env::var(ENV_MQTT_PASSWORD) {
             Ok(p) => p,
             Err(_) if !cfg.password_file.as_os_str().is_empty() => {
+                warn_if_world_readable(&cfg.password_file);
                 let raw = read_file("password file", &cfg.password_file)?;
                 String::from_utf8_lossy(&raw).lines().next().unwrap_or("").to_string()
             }
             Err(_) => String::new(),
         };
+        crate::secrets::register(&password);
         o.set_credentials(cfg.username.clone(), password);
     }
     if url.tls {
@@ -110,10 +126,10 @@ fn options(cfg: &MqttSinkConfig, device_id: &str, session_id: &str, topics: &Top
         let client_auth = if cfg.client_cert.as_os_str().is_empty() {
             None
         } else {
-            Some((
-                read_file("client certificate", &cfg.client_cert)?,
-                read_file("client key", &cfg.client_key)?,
-            ))
+            Some((read_file("client certificate", &cfg.client_cert)?, {
+                warn_if_world_readable(&cfg.client_key);
+                read_file("client key", &cfg.client_key)?
+            }))
         };
         o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
             ca,
@@ -152,7 +168,7 @@ impl MqttSink {
             shared: shared.clone(),
             status_topic: topics.status.clone(),
             metrics_topic: topics.metrics.clone(),
-            backoff_max: Duration::from_secs_f64(cfg.backoff_max_s),
+            backoff_max: crate::source::secs_duration(cfg.backoff_max_s),
             status: None,
             closing: None,
         };
@@ -166,10 +182,18 @@ impl MqttSink {
             worker: Some(worker),
             shared,
             topics,
-            flush_timeout: Duration::from_secs_f64(cfg.flush_timeout_s),
+            flush_timeout: crate::source::secs_duration(cfg.flush_timeout_s),
             require_delivery,
             last_status: String::new(),
+            undelivered_hint: "they stay in the spool {dir} and are sent at the next start".into(),
         })
+    }
+
+    /// Replaces what the undelivered-messages error says happens to them (`{dir}` = the spool
+    /// folder), e.g. for a run whose spool is not the configured one.
+    pub fn with_undelivered_hint(mut self, hint: &str) -> Self {
+        self.undelivered_hint = hint.to_string();
+        self
     }
 
     /// The device's topics.
@@ -261,9 +285,10 @@ impl Sink for MqttSink {
         if stats.queued > 0 {
             let dir = self.spool.lock().map(|s| s.dir().display().to_string()).unwrap_or_default();
             let msg = format!(
-                "{} messages not acknowledged by the broker within {:.0} s; they stay in the spool {dir} and are sent at the next start",
+                "{} messages not acknowledged by the broker within {:.0} s; {}",
                 stats.queued,
-                self.flush_timeout.as_secs_f64()
+                self.flush_timeout.as_secs_f64(),
+                self.undelivered_hint.replace("{dir}", &dir),
             );
             if self.require_delivery {
                 return Err(Error::sink("mqtt", msg));
@@ -436,17 +461,27 @@ impl Worker {
             if connected && !disconnecting {
                 while requested.len() + inflight.len() < MAX_INFLIGHT {
                     let rec = {
-                        let Ok(spool) = self.spool.lock() else {
+                        let Ok(mut spool) = self.spool.lock() else {
                             return Outcome::Fatal("spool lock poisoned".into());
                         };
                         match spool.next_after(cursor) {
-                            Some(id) => spool.read(id),
+                            Some(id) => (id, spool.read(id)),
                             None => break,
                         }
                     };
                     let rec = match rec {
-                        Ok(r) => r,
-                        Err(e) => return Outcome::Fatal(e.to_string()),
+                        (_, Ok(Some(r))) => r,
+                        // Torn or corrupt: quarantined and counted by the spool; go on with the next.
+                        (id, Ok(None)) => {
+                            cursor = Some(id);
+                            continue;
+                        }
+                        (id, Err(e)) => {
+                            // Unreadable (I/O): skip it this connection; it stays for the next.
+                            log::error!("mqtt: {e}");
+                            cursor = Some(id);
+                            continue;
+                        }
                     };
                     if client.try_publish(&rec.topic, QoS::AtLeastOnce, false, rec.payload).is_err() {
                         break;
@@ -523,7 +558,28 @@ impl Worker {
     }
 }
 
-/// Refused credentials and TLS failures are configuration problems: retrying cannot help.
+/// I/O errors in a TLS handshake that say the connection went away (worth retrying), as opposed
+/// to certificate problems (rustls reports those as `InvalidData`).
+fn tls_io_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset
+            | ConnectionAborted
+            | ConnectionRefused
+            | BrokenPipe
+            | UnexpectedEof
+            | TimedOut
+            | NotConnected
+            | Interrupted
+            | WouldBlock
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
+/// Refused credentials and certificate failures are configuration problems: retrying cannot help.
 fn classify(e: ConnectionError) -> Outcome {
     match e {
         ConnectionError::ConnectionRefused(code) => match code {
@@ -536,6 +592,10 @@ fn classify(e: ConnectionError) -> Outcome {
             ConnectReturnCode::BadClientId => Outcome::Fatal("the broker refused the client id (set sink.mqtt.client_id)".into()),
             other => Outcome::Lost(format!("broker refused the connection: {other:?}")),
         },
+        // A reset, refusal or timeout during the handshake is the network, not the set-up: retry.
+        ConnectionError::Tls(rumqttc::TlsError::Io(e)) if tls_io_is_transient(&e) => {
+            Outcome::Lost(format!("TLS handshake interrupted: {e}"))
+        }
         ConnectionError::Tls(t) => Outcome::Fatal(format!("TLS failed: {t} (check sink.mqtt.ca_file, client_cert, client_key and the broker's certificate name)")),
         other => Outcome::Lost(other.to_string()),
     }
@@ -552,6 +612,33 @@ mod tests {
         assert_eq!(t.status, "affectd/kiosk-7/status");
         assert_eq!(t.metrics, "affectd/kiosk-7/metrics");
         assert_eq!(t.alert, "affectd/kiosk-7/alert");
+    }
+
+    #[test]
+    fn a_reset_tls_handshake_is_retried_a_bad_certificate_is_not() {
+        use std::io::{Error as IoError, ErrorKind};
+        let reset =
+            ConnectionError::Tls(rumqttc::TlsError::Io(IoError::new(ErrorKind::ConnectionReset, "reset")));
+        assert!(matches!(classify(reset), Outcome::Lost(_)));
+        let eof = ConnectionError::Tls(rumqttc::TlsError::Io(IoError::new(ErrorKind::UnexpectedEof, "eof")));
+        assert!(matches!(classify(eof), Outcome::Lost(_)));
+        let cert = ConnectionError::Tls(rumqttc::TlsError::Io(IoError::new(
+            ErrorKind::InvalidData,
+            "invalid peer certificate",
+        )));
+        assert!(matches!(classify(cert), Outcome::Fatal(m) if m.contains("ca_file")));
+    }
+
+    #[test]
+    fn a_world_readable_password_file_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "secret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(warn_if_world_readable(&p));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!warn_if_world_readable(&p));
     }
 
     #[test]

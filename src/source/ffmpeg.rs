@@ -1,13 +1,13 @@
 //! Any container (mp4, mkv, webm, mpg …) decoded by an `ffmpeg` subprocess: raw RGB24 frames at
 //! the analysis frame rate, and s16le 16 kHz mono audio.
 
+use super::child::ChildProcess;
 use super::{AudioSource, RawFrame, VideoSource};
 use crate::error::{Error, Result};
 use crate::message::AUDIO_RATE;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 
 const INSTALL_HINT: &str =
     "install it (Debian/Ubuntu: `apt-get install ffmpeg`) or convert the recording to .y4m + .wav";
@@ -39,7 +39,9 @@ fn spawn_error(tool: &str, e: std::io::Error) -> Error {
 
 /// Runs `ffprobe` on `path`.
 pub fn probe(path: &Path) -> Result<Probe> {
-    let out = Command::new("ffprobe")
+    let mut cmd = Command::new("ffprobe");
+    super::child::clean_env(&mut cmd);
+    let out = cmd
         .args([
             "-v",
             "error",
@@ -53,7 +55,7 @@ pub fn probe(path: &Path) -> Result<Probe> {
         .output()
         .map_err(|e| spawn_error("ffprobe", e))?;
     if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let msg = crate::secrets::redact(String::from_utf8_lossy(&out.stderr).trim()).into_owned();
         return Err(Error::input(path, format!("ffprobe cannot read it: {msg}")));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -75,52 +77,31 @@ pub fn probe(path: &Path) -> Result<Probe> {
     })
 }
 
-/// A running ffmpeg process whose stdout we read and whose stderr we keep for error messages.
+/// A running ffmpeg process whose stdout we read and whose stderr we keep (bounded) for errors.
 struct Decoder {
     path: PathBuf,
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    child: ChildProcess,
+    done: bool,
 }
 
 impl Decoder {
     fn spawn(path: &Path, output_args: &[String]) -> Result<Decoder> {
-        let mut child = Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-v", "error", "-i"])
-            .arg(path)
-            .args(output_args)
-            .arg("pipe:1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| spawn_error("ffmpeg", e))?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut err_pipe = child.stderr.take().expect("piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let reader = std::thread::Builder::new()
-            .name("ffmpeg-stderr".into())
-            .spawn(move || {
-                let mut s = String::new();
-                let _ = err_pipe.read_to_string(&mut s);
-                if let Ok(mut g) = sink.lock() {
-                    *g = s;
-                }
-            })
-            .map_err(|e| Error::stage("source", format!("cannot spawn thread: {e}")))?;
-        Ok(Decoder { path: path.to_path_buf(), child, stdout, stderr, reader: Some(reader) })
+        let mut args: Vec<String> =
+            ["-nostdin", "-hide_banner", "-v", "error", "-i"].iter().map(|s| s.to_string()).collect();
+        args.push(path.to_string_lossy().into_owned());
+        args.extend(output_args.iter().cloned());
+        args.push("pipe:1".into());
+        let child = ChildProcess::spawn("ffmpeg", &args).map_err(|e| spawn_error("ffmpeg", e))?;
+        Ok(Decoder { path: path.to_path_buf(), child, done: false })
     }
 
     /// Fills `buf` completely; `Ok(false)` on a clean end of stream at a record boundary.
     fn read_record(&mut self, buf: &mut [u8]) -> Result<bool> {
         let mut filled = 0;
         while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            match self.child.read(&mut buf[filled..], None) {
+                Ok(Some(0)) | Ok(None) => break,
+                Ok(Some(n)) => filled += n,
                 Err(e) => return Err(Error::io(&self.path, e)),
             }
         }
@@ -140,43 +121,27 @@ impl Decoder {
 
     /// Reads what is available, up to `buf.len()` bytes; 0 at end of stream.
     fn read_some(&mut self, buf: &mut [u8]) -> Result<usize> {
-        loop {
-            match self.stdout.read(buf) {
-                Ok(0) => {
-                    self.finish()?;
-                    return Ok(0);
-                }
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(&self.path, e)),
+        match self.child.read(buf, None) {
+            Ok(Some(0)) | Ok(None) => {
+                self.finish()?;
+                Ok(0)
             }
+            Ok(Some(n)) => Ok(n),
+            Err(e) => Err(Error::io(&self.path, e)),
         }
     }
 
     fn finish(&mut self) -> Result<()> {
-        let status = self.child.wait().map_err(|e| Error::io(&self.path, e))?;
-        if let Some(h) = self.reader.take() {
-            let _ = h.join();
+        if self.done {
+            return Ok(());
         }
+        self.done = true;
+        let status = self.child.wait().map_err(|e| Error::io(&self.path, e))?;
         if status.success() {
             return Ok(());
         }
-        let err = self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default();
-        let tail: String =
-            err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
+        let tail = self.child.stderr_tail(5);
         Err(Error::input(&self.path, format!("ffmpeg failed to decode it ({status}): {tail}")))
-    }
-}
-
-impl Drop for Decoder {
-    fn drop(&mut self) {
-        if self.reader.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            if let Some(h) = self.reader.take() {
-                let _ = h.join();
-            }
-        }
     }
 }
 

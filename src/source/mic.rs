@@ -38,7 +38,26 @@ pub struct MicStats {
     pub dropped_blocks: AtomicU64,
     /// Stream restarts after errors.
     pub restarts: AtomicU64,
+    /// Gaps filled with silence (overruns, dropped blocks, outages, the start-up offset).
+    pub gaps: AtomicU64,
+    /// Samples (16 kHz) of silence inserted for those gaps.
+    pub gap_samples: AtomicU64,
 }
+
+impl MicStats {
+    /// Audio lost by the device or the pipeline, as gap events.
+    pub fn overruns(&self) -> u64 {
+        self.gaps.load(Ordering::Relaxed)
+    }
+
+    /// Seconds of silence inserted so the audio timeline follows the session clock.
+    pub fn gap_seconds(&self) -> f64 {
+        self.gap_samples.load(Ordering::Relaxed) as f64 / crate::message::AUDIO_RATE as f64
+    }
+}
+
+/// How far the audio timeline may fall behind the session clock before silence fills the gap.
+const GAP_SLACK_S: f64 = 0.3;
 
 /// Mono samples at the device rate, as captured.
 struct Block {
@@ -232,6 +251,8 @@ pub struct Mic {
     rate: u32,
     description: String,
     stats: Arc<MicStats>,
+    clock: Health,
+    emitted: u64,
 }
 
 impl Mic {
@@ -241,7 +262,7 @@ impl Mic {
         let (init_tx, init_rx) = crossbeam_channel::bounded::<Result<Opened>>(1);
         let stats = Arc::new(MicStats::default());
         let quit = Arc::new(AtomicBool::new(false));
-        let (stats2, quit2, stop2) = (stats.clone(), quit.clone(), stop.clone());
+        let (stats2, quit2, stop2, clock) = (stats.clone(), quit.clone(), stop.clone(), health.clone());
         let thread = std::thread::Builder::new()
             .name("mic-capture".into())
             .spawn(move || capture_thread(spec, tx, init_tx, stats2, quit2, stop2, health))
@@ -262,12 +283,42 @@ impl Mic {
             "mic:{:?} {} Hz x{} {} → 16 kHz mono",
             opened.name, opened.rate, opened.channels, opened.format
         );
-        Ok(Mic { rx, thread: Some(thread), quit, stop, resampler, rate: opened.rate, description, stats })
+        Ok(Mic {
+            rx,
+            thread: Some(thread),
+            quit,
+            stop,
+            resampler,
+            rate: opened.rate,
+            description,
+            stats,
+            clock,
+            emitted: 0,
+        })
     }
 
     /// Capture statistics (overruns, dropped blocks, restarts).
     pub fn stats(&self) -> &MicStats {
         &self.stats
+    }
+
+    /// Keeps the audio timeline on the session clock: when what was delivered (plus `pending`
+    /// samples about to be) lags the clock by more than [`GAP_SLACK_S`] — the start-up offset, an
+    /// overrun, dropped blocks, a device outage — silence fills the gap, counted in the stats.
+    fn fill_gap(&mut self, pending: usize) -> Vec<f32> {
+        let rate = crate::message::AUDIO_RATE as f64;
+        let due = (self.clock.media_now() * rate) as u64;
+        let have = self.emitted + pending as u64;
+        if (have as f64) + GAP_SLACK_S * rate >= due as f64 {
+            return Vec::new();
+        }
+        let gap = due.saturating_sub(have) - (0.1 * rate) as u64;
+        if self.emitted > 0 {
+            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            log::warn!("mic: {:.0} ms of audio missing; filled with silence", gap as f64 / rate * 1000.0);
+        }
+        self.stats.gap_samples.fetch_add(gap, Ordering::Relaxed);
+        vec![0.0; gap as usize]
     }
 }
 
@@ -336,10 +387,18 @@ impl AudioSource for Mic {
                     self.rate = rate;
                 }
                 out.extend(self.resampler.push(&mono));
-                Ok(Some(out))
+                let mut run = self.fill_gap(out.len());
+                run.extend(out);
+                self.emitted += run.len() as u64;
+                Ok(Some(run))
             }
-            // Nothing yet (or the device is reconnecting): an empty run lets the caller check `stop`.
-            Err(RecvTimeoutError::Timeout) => Ok(Some(Vec::new())),
+            // Nothing yet, or the device is reconnecting: time goes on (silence, counted), and an
+            // empty run lets the caller check `stop`.
+            Err(RecvTimeoutError::Timeout) => {
+                let run = self.fill_gap(0);
+                self.emitted += run.len() as u64;
+                Ok(Some(run))
+            }
             Err(RecvTimeoutError::Disconnected) if self.stop.load(Ordering::SeqCst) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => {
                 Err(Error::stage("mic", "the capture thread stopped unexpectedly"))
@@ -349,6 +408,10 @@ impl AudioSource for Mic {
 
     fn duration(&self) -> Option<f64> {
         None
+    }
+
+    fn mic_counters(&self) -> Option<Arc<MicStats>> {
+        Some(self.stats.clone())
     }
 
     fn describe(&self) -> String {

@@ -1,6 +1,7 @@
 //! Sources: where frames and audio enter the pipeline. Each source yields media-timed data;
 //! [`open_video`] and [`open_audio`] pick the reader from the file type.
 
+pub mod child;
 pub mod ffmpeg;
 pub mod mic;
 pub mod pipe;
@@ -13,14 +14,27 @@ use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Shared health of the live sources: a source that lost its device marks itself degraded (with
-/// a reason) until it recovers; the sink stage publishes the change as a status message.
-#[derive(Debug, Clone, Default)]
+/// Shared health of the sources and stages: one that lost its device (or keeps failing) marks
+/// itself degraded (with a reason) until it recovers; the sink stage publishes the change as a
+/// status message. It also carries the session clock every live source stamps media time with.
+#[derive(Debug, Clone)]
 pub struct Health {
     inner: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+    epoch: std::time::Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { inner: Arc::default(), epoch: std::time::Instant::now() }
+    }
 }
 
 impl Health {
+    /// Seconds on the session clock (since this health was created): the media time of live sources.
+    pub fn media_now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
     /// Marks `source` degraded because of `reason` (replaces its previous reason).
     pub fn degrade(&self, source: &str, reason: &str) {
         if let Ok(mut m) = self.inner.lock() {
@@ -71,9 +85,16 @@ impl Backoff {
     }
 }
 
+/// `secs` as a [`std::time::Duration`], clamped to 0 s ..= one year (NaN → 0): media times and
+/// configured delays come from outside and must never overflow a clock.
+pub fn secs_duration(secs: f64) -> std::time::Duration {
+    let s = if secs.is_nan() { 0.0 } else { secs.clamp(0.0, 365.0 * 86_400.0) };
+    std::time::Duration::from_secs_f64(s)
+}
+
 /// Sleeps `secs` in small steps; false if `stop` was set meanwhile.
 pub fn sleep_unless_stopped(secs: f64, stop: &std::sync::atomic::AtomicBool) -> bool {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.max(0.0));
+    let until = std::time::Instant::now() + secs_duration(secs);
     while std::time::Instant::now() < until {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
@@ -106,6 +127,11 @@ pub trait VideoSource: Send {
     fn duration(&self) -> Option<f64>;
     /// A short description for logs (`y4m:/path 360x288@25`).
     fn describe(&self) -> String;
+    /// A device whose frames are stamped on the session clock ([`Health::media_now`]); while it
+    /// delivers nothing, the pipeline moves its watermark on with that clock.
+    fn is_live(&self) -> bool {
+        false
+    }
 }
 
 /// Something that yields 16 kHz mono audio, in order and without gaps.
@@ -116,6 +142,10 @@ pub trait AudioSource: Send {
     fn duration(&self) -> Option<f64>;
     /// A short description for logs.
     fn describe(&self) -> String;
+    /// Capture counters of a microphone (overruns, gaps filled with silence) for the metrics.
+    fn mic_counters(&self) -> Option<Arc<mic::MicStats>> {
+        None
+    }
 }
 
 fn extension(path: &Path) -> String {

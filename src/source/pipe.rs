@@ -3,17 +3,13 @@
 //! for RTSP cameras or files. The frame geometry (size, rate, pixel format) comes from the config,
 //! because a raw stream carries none. See docs/deploy.md for recipes.
 
+use super::child::ChildProcess;
 use super::pixfmt::PixelFormat;
 use super::{RawFrame, VideoSource};
 use crate::error::{Error, Result};
-use std::io::{ErrorKind, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-/// How much of the command's stderr is kept for error messages.
-const STDERR_KEEP: usize = 4096;
+use std::sync::Arc;
 
 /// What a pipe source reads: the command and the frames' geometry.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,13 +27,15 @@ pub struct PipeSpec {
 }
 
 impl PipeSpec {
-    /// The command as one line, for messages.
+    /// The command as one line for messages, credentials masked (`rtsp://***@cam/…`).
     pub fn command_line(&self) -> String {
-        self.command
+        let line = self
+            .command
             .iter()
             .map(|a| if a.contains(' ') || a.is_empty() { format!("{a:?}") } else { a.clone() })
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        crate::secrets::redact(&line).into_owned()
     }
 }
 
@@ -45,22 +43,21 @@ impl PipeSpec {
 pub struct PipeVideo {
     spec: PipeSpec,
     frame_bytes: usize,
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    child: ChildProcess,
     index: u64,
     stop: Arc<AtomicBool>,
     finished: bool,
 }
 
 fn source_error(spec: &PipeSpec, msg: impl std::fmt::Display) -> Error {
+    let msg = crate::secrets::redact(&msg.to_string()).into_owned();
     Error::stage("video pipe", format!("command `{}`: {msg}", spec.command_line()))
 }
 
 impl PipeVideo {
     /// Starts the command. It runs in its own process group (a Ctrl-C meant for the daemon does
-    /// not kill it first) and is killed when the source is dropped. `stop` ends the stream quietly.
+    /// not kill it first; dropping the source kills the whole group), without credential
+    /// environment variables. `stop` ends the stream quietly, even while a read waits.
     pub fn spawn(spec: PipeSpec, stop: Arc<AtomicBool>) -> Result<PipeVideo> {
         let Some(program) = spec.command.first() else {
             return Err(Error::stage("video pipe", "source.video.command is empty"));
@@ -74,79 +71,29 @@ impl PipeVideo {
                 ),
             )
         })?;
-        let mut child = Command::new(program)
-            .args(&spec.command[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == ErrorKind::NotFound {
-                    Error::ToolMissing {
-                        tool: program.clone(),
-                        hint: format!(
-                            "source.video.command = `{}`: install it or give its full path",
-                            spec.command_line()
-                        ),
-                    }
-                } else {
-                    source_error(&spec, format!("cannot start it: {e}"))
+        let child = ChildProcess::spawn(program, &spec.command[1..]).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::ToolMissing {
+                    tool: crate::secrets::redact(program).into_owned(),
+                    hint: format!(
+                        "source.video.command = `{}`: install it or give its full path",
+                        spec.command_line()
+                    ),
                 }
-            })?;
-        let (Some(stdout), Some(mut err_pipe)) = (child.stdout.take(), child.stderr.take()) else {
-            let _ = child.kill();
-            return Err(source_error(&spec, "no stdout/stderr pipe"));
-        };
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let keep = stderr.clone();
-        let reader = std::thread::Builder::new()
-            .name("pipe-stderr".into())
-            .spawn(move || {
-                let mut buf = [0u8; 1024];
-                loop {
-                    match err_pipe.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if let Ok(mut s) = keep.lock() {
-                                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                                if s.len() > STDERR_KEEP {
-                                    let mut cut = s.len() - STDERR_KEEP;
-                                    while !s.is_char_boundary(cut) {
-                                        cut += 1;
-                                    }
-                                    s.drain(..cut);
-                                }
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| source_error(&spec, format!("cannot spawn thread: {e}")))?;
-        Ok(PipeVideo {
-            spec,
-            frame_bytes,
-            child,
-            stdout,
-            stderr,
-            reader: Some(reader),
-            index: 0,
-            stop,
-            finished: false,
-        })
+            } else {
+                source_error(&spec, format!("cannot start it: {e}"))
+            }
+        })?;
+        Ok(PipeVideo { spec, frame_bytes, child, index: 0, stop, finished: false })
     }
 
     fn stderr_tail(&mut self) -> String {
-        if let Some(h) = self.reader.take() {
-            let _ = h.join();
-        }
-        let s = self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default();
-        let tail: Vec<&str> = s.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let _ = self.child.wait();
+        let tail = self.child.stderr_tail(5);
         if tail.is_empty() {
             "(nothing on stderr)".into()
         } else {
-            format!("stderr: {}", tail.join("; "))
+            format!("stderr: {tail}")
         }
     }
 
@@ -192,10 +139,14 @@ impl VideoSource for PipeVideo {
         let mut buf = vec![0u8; self.frame_bytes];
         let mut filled = 0;
         while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => return self.ended(filled),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            match self.child.read(&mut buf[filled..], Some(&self.stop)) {
+                Ok(Some(0)) => return self.ended(filled),
+                Ok(Some(n)) => filled += n,
+                // Stopped while waiting for the command: end quietly (Drop kills its group).
+                Ok(None) => {
+                    self.finished = true;
+                    return Ok(None);
+                }
                 Err(e) => return Err(source_error(&self.spec, format!("reading its output: {e}"))),
             }
         }
@@ -219,18 +170,6 @@ impl VideoSource for PipeVideo {
             self.spec.pixel_format,
             self.spec.fps
         )
-    }
-}
-
-impl Drop for PipeVideo {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if let Some(h) = self.reader.take() {
-            let _ = h.join();
-        }
     }
 }
 
@@ -293,6 +232,38 @@ mod tests {
             e.contains("printf") && e.contains("short frame of 2 of 4 bytes") && e.contains("pixel_format"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_command_never_reach_messages() {
+        let cmd = [
+            "sh",
+            "-c",
+            "echo 'rtsp://admin:hunter22@cam: 401 Unauthorized' >&2; exit 1",
+            "rtsp://admin:hunter22@cam/s",
+        ];
+        let s = spec(&cmd, 2, 2, PixelFormat::Gray);
+        assert!(!s.command_line().contains("hunter22"), "{}", s.command_line());
+        let mut p = open(s).unwrap();
+        assert!(!p.describe().contains("hunter22"), "{}", p.describe());
+        let e = p.next_frame().unwrap_err().to_string();
+        assert!(e.contains("401 Unauthorized") && e.contains("rtsp://***@cam"), "{e}");
+        assert!(!e.contains("hunter22"), "{e}");
+    }
+
+    #[test]
+    fn stop_ends_a_read_from_a_silent_command() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut p = PipeVideo::spawn(spec(&["sleep", "300"], 2, 2, PixelFormat::Gray), stop.clone()).unwrap();
+        let t0 = std::time::Instant::now();
+        let s2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            s2.store(true, Ordering::SeqCst);
+        });
+        assert!(p.next_frame().unwrap().is_none());
+        h.join().unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
     }
 
     #[test]

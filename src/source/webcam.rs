@@ -15,7 +15,6 @@ use nokhwa::Camera;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The pixel format asked of the camera.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +129,6 @@ pub struct Webcam {
     spec: WebcamSpec,
     camera: Option<Camera>,
     name: String,
-    started: Instant,
     stop: Arc<AtomicBool>,
     health: Health,
     backoff: Backoff,
@@ -219,16 +217,7 @@ impl Webcam {
     pub fn open(spec: WebcamSpec, stop: Arc<AtomicBool>, health: Health) -> Result<Webcam> {
         let (camera, name) = open_camera(&spec)?;
         let backoff = Backoff::new(spec.reconnect_max_s);
-        Ok(Webcam {
-            spec,
-            camera: Some(camera),
-            name,
-            started: Instant::now(),
-            stop,
-            health,
-            backoff,
-            last_t: -1.0,
-        })
+        Ok(Webcam { spec, camera: Some(camera), name, stop, health, backoff, last_t: -1.0 })
     }
 
     /// Reopens the camera with back-off until it works or `stop` is set (then false).
@@ -271,7 +260,7 @@ impl VideoSource for Webcam {
                 continue;
             };
             let grabbed = cam.frame();
-            let t = self.started.elapsed().as_secs_f64();
+            let t = self.health.media_now();
             match grabbed {
                 Ok(buf) => {
                     let res = buf.resolution();
@@ -294,6 +283,10 @@ impl VideoSource for Webcam {
                 }
             }
         }
+    }
+
+    fn is_live(&self) -> bool {
+        true
     }
 
     fn duration(&self) -> Option<f64> {
