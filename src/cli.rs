@@ -428,6 +428,12 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
                     )
                 })?;
                 let path = d.path().to_path_buf();
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                        .map_err(|e| Error::io(&path, e))?;
+                }
                 temp_spool = Some(d);
                 path
             }
@@ -531,6 +537,13 @@ fn print_summary(s: &Summary, stats: bool) {
         eprintln!(
             "affectd: warning: {} observations arrived after their interval was published",
             s.late_observations
+        );
+    }
+    let f = &s.faults;
+    if f.frames_failed + f.utterances_failed + f.sink_failures > 0 {
+        eprintln!(
+            "affectd: warning: skipped {} frames and {} utterances that could not be analysed; {} messages not written",
+            f.frames_failed, f.utterances_failed, f.sink_failures
         );
     }
     if stats {

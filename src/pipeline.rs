@@ -280,12 +280,40 @@ where
     Ok((name.to_string(), handle))
 }
 
-/// A test-only fault hook: `AFFECTD_FAULT_PANIC=<stage>:<n>` makes that stage panic at its n-th
-/// item (fault-injection tests; read once at start, never set in production).
-fn fault_hook(stage: &str) -> Option<u64> {
-    let spec = std::env::var("AFFECTD_FAULT_PANIC").ok()?;
-    let (s, n) = spec.split_once(':')?;
-    (s == stage).then(|| n.parse().ok()).flatten()
+/// A fault to inject (tests only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Panic,
+    Error,
+}
+
+/// The fault-injection hook for the fault tests: `AFFECTD_FAULT=<stage>:<n>:<panic|error>` makes
+/// `stage` (vision, asr or text) panic, or fail on, its n-th item. Read once per stage at start;
+/// never set in production.
+struct FaultHook(Option<(u64, Fault)>);
+
+impl FaultHook {
+    fn for_stage(stage: &str) -> Self {
+        let spec = std::env::var("AFFECTD_FAULT").unwrap_or_default();
+        let mut it = spec.split(':');
+        let parsed = match (it.next(), it.next().and_then(|n| n.parse().ok()), it.next()) {
+            (Some(s), Some(n), Some("panic")) if s == stage => Some((n, Fault::Panic)),
+            (Some(s), Some(n), Some("error")) if s == stage => Some((n, Fault::Error)),
+            _ => None,
+        };
+        FaultHook(parsed)
+    }
+
+    /// Panics at item `n` when asked to; returns an injected error for item `n` when asked to.
+    fn check(&self, stage: &str, n: u64) -> Result<()> {
+        match self.0 {
+            Some((k, Fault::Panic)) if k == n => panic!("fault injection: {stage} panics at item {n}"),
+            Some((k, Fault::Error)) if k == n => {
+                Err(Error::stage(stage, format!("fault injection: item {n} fails")))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Sleeps until media time `t` is due on the wall clock; false if stopped meanwhile.
@@ -614,7 +642,7 @@ fn vision_stage(
     let c = &sup.counters;
     let mut end = 0.0f64;
     let mut errors = ItemErrors::new("vision");
-    let panic_at = fault_hook("vision");
+    let hook = FaultHook::for_stage("vision");
     let mut n = 0u64;
     loop {
         let frame = match &heartbeat {
@@ -636,12 +664,9 @@ fn vision_stage(
             },
         };
         n += 1;
-        if panic_at == Some(n) {
-            panic!("fault injection: vision panics at frame {n}");
-        }
         // Newest wins on overflow, so the last frame sent is never the one dropped.
         end = end.max(frame.t + frame.duration);
-        match stage.process(&frame) {
+        match hook.check("vision", n).and_then(|_| stage.process(&frame)) {
             Ok(obs) => {
                 errors.ok(sup);
                 c.frames.fetch_add(1, Ordering::Relaxed);
@@ -728,35 +753,32 @@ fn asr_stage(
     sup: &Supervisor,
 ) -> Result<()> {
     let mut errors = ItemErrors::new("asr");
-    let panic_at = fault_hook("asr");
+    let hook = FaultHook::for_stage("asr");
     let mut n = 0u64;
     while let Some(msg) = rx.recv() {
-        let out = match msg {
-            SpeechMsg::Segment(seg) => {
-                n += 1;
-                if panic_at == Some(n) {
-                    panic!("fault injection: asr panics at segment {n}");
-                }
-                match asr
-                    .transcribe(&seg)
-                    .and_then(|t| t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose())
-                {
-                    Ok(Some((t, v))) => {
-                        errors.ok(sup);
-                        UtteranceMsg::Utterance(t, v)
-                    }
-                    Ok(None) => UtteranceMsg::Watermark(seg.start),
-                    // One segment that cannot be transcribed is skipped and counted.
-                    Err(e) => {
-                        let what = format!("speech {:.2}-{:.2} s", seg.start, seg.end);
-                        errors.failed(sup, &sup.counters.utterances_failed, &what, &e);
-                        UtteranceMsg::Watermark(seg.end)
+        let out =
+            match msg {
+                SpeechMsg::Segment(seg) => {
+                    n += 1;
+                    match hook.check("asr", n).and_then(|_| asr.transcribe(&seg)).and_then(|t| {
+                        t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose()
+                    }) {
+                        Ok(Some((t, v))) => {
+                            errors.ok(sup);
+                            UtteranceMsg::Utterance(t, v)
+                        }
+                        Ok(None) => UtteranceMsg::Watermark(seg.start),
+                        // One segment that cannot be transcribed is skipped and counted.
+                        Err(e) => {
+                            let what = format!("speech {:.2}-{:.2} s", seg.start, seg.end);
+                            errors.failed(sup, &sup.counters.utterances_failed, &what, &e);
+                            UtteranceMsg::Watermark(seg.end)
+                        }
                     }
                 }
-            }
-            SpeechMsg::Watermark(w) => UtteranceMsg::Watermark(w),
-            SpeechMsg::End(t) => UtteranceMsg::End(t),
-        };
+                SpeechMsg::Watermark(w) => UtteranceMsg::Watermark(w),
+                SpeechMsg::End(t) => UtteranceMsg::End(t),
+            };
         if tx.send(out).is_err() {
             return Ok(());
         }
@@ -773,17 +795,14 @@ fn text_stage(
 ) -> Result<()> {
     let c = &sup.counters;
     let mut errors = ItemErrors::new("text");
-    let panic_at = fault_hook("text");
+    let hook = FaultHook::for_stage("text");
     let mut seq = 0;
     let mut ended = None;
     while let Some(msg) = rx.recv() {
         let event = match msg {
             UtteranceMsg::Utterance(t, voice) => {
-                if panic_at == Some(seq + 1) {
-                    panic!("fault injection: text panics at utterance {}", seq + 1);
-                }
                 let (probs, embedding) = match model.as_mut() {
-                    Some(m) => match m.analyze(&t.text) {
+                    Some(m) => match hook.check("text", seq + 1).and_then(|_| m.analyze(&t.text)) {
                         Ok(s) => {
                             errors.ok(sup);
                             (Some(s.probs), Some(s.embedding))
@@ -960,13 +979,28 @@ fn sink_stage(
             next_metrics += metrics_every;
         }
     }
+    // A fault in the last moments (a stage that panicked as the stream ended) is still said.
+    let now_degraded = health.degraded();
+    if now_degraded != degraded {
+        if let Some(reason) = &now_degraded {
+            deliver(&mut sinks, &status("degraded", reason));
+        }
+    }
     deliver(&mut sinks, &metrics());
-    let reason = if stop.load(Ordering::SeqCst) { "shutdown" } else { "end of input" };
-    deliver(&mut sinks, &status("offline", reason));
+    let reason = match &now_degraded {
+        Some(why) if stop.load(Ordering::SeqCst) && why.contains("panicked") => {
+            format!("stopped after a fault: {why}")
+        }
+        _ if stop.load(Ordering::SeqCst) => "shutdown".into(),
+        _ => "end of input".into(),
+    };
+    deliver(&mut sinks, &status("offline", &reason));
     for s in sinks.iter_mut() {
         if let Err(e) = s.flush() {
             log::error!("{e}");
-            first_err.get_or_insert(e);
+            if s.fatal_on_error() {
+                first_err.get_or_insert(e);
+            }
         }
     }
     match first_err {
