@@ -1061,6 +1061,87 @@ mod tests {
         }
     }
 
+    /// A live camera on the session clock: frames for 1.2 s, then lost for 3 s, then 1 more second.
+    struct Stalling {
+        health: Health,
+        n: u32,
+    }
+
+    impl VideoSource for Stalling {
+        fn next_frame(&mut self) -> Result<Option<RawFrame>> {
+            if self.n == 24 {
+                return Ok(None);
+            }
+            if self.n == 12 {
+                self.health.degrade("webcam", "gone");
+                std::thread::sleep(Duration::from_secs(3));
+                self.health.recover("webcam");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.n += 1;
+            let t = self.health.media_now();
+            Ok(Some(RawFrame { t, width: 2, height: 2, duration: 0.1, rgb: vec![0; 12] }))
+        }
+        fn duration(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "stalling".into()
+        }
+        fn is_live(&self) -> bool {
+            true
+        }
+    }
+
+    /// Records when each interval was published (wall time since start).
+    struct Arrivals(Arc<Mutex<Vec<(f64, f64)>>>, Instant);
+
+    impl Sink for Arrivals {
+        fn name(&self) -> &str {
+            "arrivals"
+        }
+        fn publish(&mut self, msg: &Output) -> Result<()> {
+            if let Output::Interval(r) = msg {
+                self.0.lock().unwrap().push((r.interval.end_s, self.1.elapsed().as_secs_f64()));
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_live_camera_that_stalls_does_not_freeze_publishing() {
+        let health = Health::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let topo = Topology {
+            config: PipelineConfig { interval_s: 1.0, ..Default::default() },
+            device_id: "t".into(),
+            session_id: "s".into(),
+            first_seq: 0,
+            video: Some(VideoInput {
+                source: Box::new(Stalling { health: health.clone(), n: 0 }),
+                realtime: false,
+            }),
+            vision: None,
+            audio: None,
+            speech: None,
+            fusion: None,
+            sinks: vec![Box::new(Arrivals(seen.clone(), Instant::now()))],
+            stop: Arc::new(AtomicBool::new(false)),
+            health,
+        };
+        Pipeline::start(topo).unwrap().wait().unwrap();
+        let arrivals = seen.lock().unwrap().clone();
+        // The interval ending at 2 s lies inside the stall (1.2–4.2 s): the clock's heartbeat
+        // (1 s behind the clock) publishes it before the camera is back, not after.
+        let (_, at) = arrivals.iter().find(|(end, _)| (*end - 2.0).abs() < 1e-6).copied().unwrap();
+        assert!(at < 4.0, "interval [1, 2) published at {at:.2} s, during the stall: {arrivals:?}");
+        let ends: Vec<f64> = arrivals.iter().map(|a| a.0).collect();
+        assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    }
+
     #[test]
     fn a_lost_device_is_published_as_degraded_then_online() {
         let health = Health::default();

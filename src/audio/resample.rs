@@ -99,7 +99,7 @@ impl MonoResampler {
             out.append(&mut o[0]);
         }
         let mut guard = 0;
-        while self.produced + (out.len().saturating_sub(self.skip)) as u64 <= target && guard < 16 {
+        while self.produced + (out.len().saturating_sub(self.skip)) as u64 <= target && guard < 256 {
             match r.process_partial::<Vec<f32>>(None, None) {
                 Ok(mut o) => out.append(&mut o[0]),
                 Err(_) => break,

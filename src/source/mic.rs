@@ -59,6 +59,18 @@ impl MicStats {
 /// How far the audio timeline may fall behind the session clock before silence fills the gap.
 const GAP_SLACK_S: f64 = 0.3;
 
+/// Samples of silence to insert when `have` samples (16 kHz) were delivered by clock time
+/// `now_s`: 0 while the lag is within [`GAP_SLACK_S`], else the lag less 0.1 s (what is still
+/// in flight from the device).
+pub fn gap_samples(have: u64, now_s: f64) -> u64 {
+    let rate = crate::message::AUDIO_RATE as f64;
+    let due = (now_s.max(0.0) * rate) as u64;
+    if (have as f64) + GAP_SLACK_S * rate >= due as f64 {
+        return 0;
+    }
+    due - have - (0.1 * rate) as u64
+}
+
 /// Mono samples at the device rate, as captured.
 struct Block {
     rate: u32,
@@ -306,13 +318,11 @@ impl Mic {
     /// samples about to be) lags the clock by more than [`GAP_SLACK_S`] — the start-up offset, an
     /// overrun, dropped blocks, a device outage — silence fills the gap, counted in the stats.
     fn fill_gap(&mut self, pending: usize) -> Vec<f32> {
-        let rate = crate::message::AUDIO_RATE as f64;
-        let due = (self.clock.media_now() * rate) as u64;
-        let have = self.emitted + pending as u64;
-        if (have as f64) + GAP_SLACK_S * rate >= due as f64 {
+        let gap = gap_samples(self.emitted + pending as u64, self.clock.media_now());
+        if gap == 0 {
             return Vec::new();
         }
-        let gap = due.saturating_sub(have) - (0.1 * rate) as u64;
+        let rate = crate::message::AUDIO_RATE as f64;
         if self.emitted > 0 {
             self.stats.gaps.fetch_add(1, Ordering::Relaxed);
             log::warn!("mic: {:.0} ms of audio missing; filled with silence", gap as f64 / rate * 1000.0);
@@ -432,5 +442,22 @@ impl Drop for Mic {
             s.dropped_blocks.load(Ordering::Relaxed),
             s.restarts.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gap_samples;
+
+    #[test]
+    fn an_overrun_or_outage_is_filled_with_silence_small_jitter_is_not() {
+        // 10 s on the clock, 9.9 s delivered: jitter, nothing inserted.
+        assert_eq!(gap_samples(158_400, 10.0), 0);
+        // 10 s on the clock, 8 s delivered (a 2 s overrun or outage): 1.9 s of silence.
+        assert_eq!(gap_samples(128_000, 10.0), 30_400);
+        // Start-up: the first block arrives 1.5 s into the session.
+        assert_eq!(gap_samples(0, 1.5), 22_400);
+        // Ahead of the clock (a device faster than real time): never negative.
+        assert_eq!(gap_samples(200_000, 10.0), 0);
     }
 }

@@ -71,7 +71,16 @@ pub fn iou(a: &Detection, b: &Detection) -> f32 {
 /// Weighted non-maximum suppression (mediapipe's WEIGHTED mode): overlapping candidates are
 /// averaged, weighted by score; the cluster keeps its best score.
 pub fn weighted_nms(mut cands: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
-    cands.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // A total order (score, then geometry): the result does not depend on the input order, even
+    // with tied scores.
+    cands.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.x.total_cmp(&b.x))
+            .then(a.y.total_cmp(&b.y))
+            .then(a.w.total_cmp(&b.w))
+            .then(a.h.total_cmp(&b.h))
+    });
     let mut out = Vec::new();
     while !cands.is_empty() {
         let best = cands[0].clone();
