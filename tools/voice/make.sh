@@ -16,8 +16,18 @@ PROFILE="${PROFILE:-release}"
 cargo build --profile "$PROFILE"
 bin="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/affectd"
 [ -s "$WORK/ravdess.jsonl" ] || $bin eval voice --data "$DATA" --dump-features "$WORK/ravdess.jsonl"
-"$PY" tools/voice/train.py --features "$WORK/ravdess.jsonl" --out models/voice-emotion.onnx \
-    --results tools/voice/results | tee "$WORK/train.txt"
+# Out-of-domain anchors: the 22 ordinary calm speech clips of speech/ (read speech, JFK, a
+# 3-speaker conversation; clean and noisy), labelled neutral; and the held-out calm check: the
+# 11 GRID readers (never trained on).
+calm_labels() {  # $1 = folder for labels.csv, $2 = first id; stdin: paths
+  mkdir -p "$1"; { echo "path,emotion,actor"; n=$2; while read -r p; do echo "$p,neutral,$n"; n=$((n+1)); done; } > "$1/labels.csv"
+}
+tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | sed "s#^#$AFFECTD_DATA/speech/#" | calm_labels "$WORK/anchors" 1000
+tail -n +2 "$AFFECTD_DATA/grid-av/labels.csv" | cut -d, -f1 | sed "s#^#$AFFECTD_DATA/grid-av/#" | calm_labels "$WORK/grid" 2000
+[ -s "$WORK/anchors.jsonl" ] || $bin eval voice --data "$WORK/anchors" --dump-features "$WORK/anchors.jsonl"
+[ -s "$WORK/grid.jsonl" ] || $bin eval voice --data "$WORK/grid" --dump-features "$WORK/grid.jsonl"
+"$PY" tools/voice/train.py --features "$WORK/ravdess.jsonl" --anchors "$WORK/anchors.jsonl" \
+    --check "$WORK/grid.jsonl" --out models/voice-emotion.onnx --results tools/voice/results | tee "$WORK/train.txt"
 "$PY" tools/voice/manifest.py --results tools/voice/results --model models/voice-emotion.onnx
 bash tools/merge_manifests.sh
 $bin models verify
