@@ -150,7 +150,7 @@ fn table(report: &str) -> Vec<(String, Vec<f64>)> {
 }
 
 #[test]
-#[ignore = "needs AFFECTD_DATA and a fusion head trained with voice tokens (issue 16; the dev pairs now carry voices): skipped by .ci/run"]
+#[ignore = "needs AFFECTD_DATA"]
 fn eval_fusion_reproduces_the_ablation_table_on_dev_pairs() {
     let dir = scratch();
     let pairs = dir.join("dev-pairs.csv");

@@ -263,11 +263,10 @@ fn analyze_ravdess(rel: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
-#[ignore = "needs AFFECTD_DATA and a fusion head trained with voice tokens (issue 16, not shipped yet): skipped by .ci/run"]
+#[ignore = "needs AFFECTD_DATA"]
 fn an_angry_voice_saying_neutral_words_is_flagged_and_a_calm_one_is_not() {
     // Held-out actor 22 (the shipped voice head was fitted on actors 1-20), "Dogs are sitting
     // by the door" — words the text head reads neutral — spoken angry (strong) and calm (normal).
-    // Needs a fusion head trained with voice (token layout v2; tools/fusion/make.sh).
     let angry = analyze_ravdess("Actor_22/03-01-05-02-02-01-22.flac");
     let l = &angry[0];
     assert_eq!(l["modalities"]["voice"]["emotion"]["label"], "angry", "{l}");
