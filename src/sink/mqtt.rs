@@ -44,6 +44,7 @@ impl Topics {
 
 enum Cmd {
     Wake,
+    Retained(Vec<super::ha_discovery::Retained>),
     Status(Vec<u8>),
     Metrics(Vec<u8>),
     Close(Instant),
@@ -154,6 +155,7 @@ impl MqttSink {
             metrics_topic: topics.metrics.clone(),
             backoff_max: Duration::from_secs_f64(cfg.backoff_max_s),
             status: None,
+            retained: Vec::new(),
             closing: None,
         };
         let worker = std::thread::Builder::new()
@@ -170,6 +172,12 @@ impl MqttSink {
             require_delivery,
             last_status: String::new(),
         })
+    }
+
+    /// Retained messages (Home Assistant discovery) to publish now and after every (re)connect,
+    /// before the status; QoS 1, waited for at shutdown like the status.
+    pub fn announce(&self, messages: Vec<super::ha_discovery::Retained>) {
+        let _ = self.cmd.send(Cmd::Retained(messages));
     }
 
     /// The device's topics.
@@ -298,6 +306,7 @@ struct Worker {
     metrics_topic: String,
     backoff_max: Duration,
     status: Option<Vec<u8>>,
+    retained: Vec<super::ha_discovery::Retained>,
     closing: Option<Instant>,
 }
 
@@ -352,6 +361,7 @@ impl Worker {
                     until.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)),
                 ) {
                     Ok(Cmd::Status(s)) => self.status = Some(s),
+                    Ok(Cmd::Retained(r)) => self.retained = r,
                     Ok(Cmd::Close(d)) => self.closing = Some(d),
                     Ok(_) => {}
                     Err(RecvTimeoutError::Timeout) => {}
@@ -362,6 +372,15 @@ impl Worker {
             }
             if self.closing.is_some_and(|d| Instant::now() >= d) {
                 return;
+            }
+        }
+    }
+
+    /// Publishes the retained (discovery) messages, QoS 1.
+    fn publish_retained(&self, client: &Client, requested: &mut VecDeque<Option<u64>>) {
+        for r in &self.retained {
+            if client.try_publish(&r.topic, QoS::AtLeastOnce, true, r.payload.clone()).is_ok() {
+                requested.push_back(None);
             }
         }
     }
@@ -412,6 +431,12 @@ impl Worker {
                 };
                 match cmd {
                     Cmd::Wake => {}
+                    Cmd::Retained(r) => {
+                        self.retained = r;
+                        if connected {
+                            self.publish_retained(client, &mut requested);
+                        }
+                    }
                     Cmd::Status(s) => {
                         if connected
                             && client
@@ -480,6 +505,7 @@ impl Worker {
                         s.connects += 1;
                     });
                     log::info!("mqtt: connected");
+                    self.publish_retained(client, &mut requested);
                     if let Some(s) = &self.status {
                         if client.try_publish(&self.status_topic, QoS::AtLeastOnce, true, s.clone()).is_ok() {
                             requested.push_back(None);
