@@ -122,7 +122,7 @@ fn bad_input_is_an_error_naming_the_file_and_line() {
     let o = report_cmd(&bad, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("broken.jsonl") && err.contains("line 2") && err.contains("seq"), "{err}");
+    assert!(err.contains("broken.jsonl") && err.contains("line 2") && err.contains("field `seq`"), "{err}");
     assert!(!out.exists(), "no report from a broken file");
     assert!(!err.contains("panicked"), "{err}");
     let o = report_cmd(&dir.path().join("nope.jsonl"), &out, &[]);

@@ -205,7 +205,7 @@ impl Axis {
 }
 
 const LABEL_W: f64 = 160.0;
-const RIGHT_PAD: f64 = 24.0;
+const RIGHT_PAD: f64 = 32.0;
 const GAP: f64 = 14.0;
 
 /// Vertical placement of one lane.

@@ -88,8 +88,9 @@ fn parse_line(line: &str) -> std::result::Result<Option<Output>, String> {
     };
     match schema.as_str() {
         INTERVAL_SCHEMA => {
-            let r: IntervalReport =
-                serde_json::from_value(v).map_err(|e| format!("not a valid {INTERVAL_SCHEMA} message: {e}"))?;
+            let field = bad_field(&v, INTERVAL_FIELDS);
+            let r: IntervalReport = serde_json::from_value(v)
+                .map_err(|e| format!("not a valid {INTERVAL_SCHEMA} message: {}{e}", field.unwrap_or_default()))?;
             let (s, e) = (r.interval.start_s, r.interval.end_s);
             if !(s.is_finite() && e.is_finite() && s >= 0.0 && e > s) {
                 return Err(format!(
@@ -100,8 +101,9 @@ fn parse_line(line: &str) -> std::result::Result<Option<Output>, String> {
             Ok(Some(Output::Interval(Box::new(r))))
         }
         ALERT_SCHEMA => {
-            let a: AlertMessage =
-                serde_json::from_value(v).map_err(|e| format!("not a valid {ALERT_SCHEMA} message: {e}"))?;
+            let field = bad_field(&v, ALERT_FIELDS);
+            let a: AlertMessage = serde_json::from_value(v)
+                .map_err(|e| format!("not a valid {ALERT_SCHEMA} message: {}{e}", field.unwrap_or_default()))?;
             Ok(Some(Output::Alert(Box::new(a))))
         }
         STATUS_SCHEMA | METRICS_SCHEMA => Ok(None),
@@ -109,6 +111,44 @@ fn parse_line(line: &str) -> std::result::Result<Option<Output>, String> {
             "unknown schema {other:?} (allowed: {INTERVAL_SCHEMA}, {ALERT_SCHEMA}, {STATUS_SCHEMA}, {METRICS_SCHEMA})"
         )),
     }
+}
+
+/// A check that one field of a message has the right shape.
+type FieldCheck = (&'static str, fn(&serde_json::Value) -> bool);
+
+fn is<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> bool {
+    T::deserialize(v).is_ok()
+}
+
+/// The top-level fields of an interval message and their types (to name the field at fault).
+const INTERVAL_FIELDS: &[FieldCheck] = &[
+    ("device_id", is::<String>),
+    ("session_id", is::<String>),
+    ("seq", is::<u64>),
+    ("interval", is::<crate::message::IntervalSpan>),
+    ("sentiment", is::<Option<crate::message::Sentiment>>),
+    ("incongruence", is::<Option<crate::message::Incongruence>>),
+    ("modalities", is::<crate::message::Modalities>),
+    ("fusion", is::<Option<crate::message::FusionInfo>>),
+    ("inputs", is::<crate::message::Inputs>),
+    ("models", is::<std::collections::BTreeMap<String, String>>),
+];
+
+/// The top-level fields of an alert message and their types.
+const ALERT_FIELDS: &[FieldCheck] = &[
+    ("device_id", is::<String>),
+    ("session_id", is::<String>),
+    ("intervals", is::<Vec<u64>>),
+    ("start_s", is::<f64>),
+    ("end_s", is::<f64>),
+    ("probability", is::<f64>),
+    ("threshold", is::<f64>),
+    ("sentiment", is::<Option<crate::message::Sentiment>>),
+];
+
+/// `field `x`: ` for the first present top-level field whose value has the wrong shape.
+fn bad_field(v: &serde_json::Value, fields: &[FieldCheck]) -> Option<String> {
+    fields.iter().find(|(k, ok)| v.get(*k).is_some_and(|x| !ok(x))).map(|(k, _)| format!("field `{k}`: "))
 }
 
 /// The figures in a report's header.
@@ -312,12 +352,16 @@ mod tests {
     fn bad_lines_name_the_file_the_line_and_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("call.jsonl");
-        let cases: [(String, &str); 5] = [
+        let cases: [(String, &str); 6] = [
             (format!("{}\n{{\"schema\": 3", interval(0, None, "a")), "line 2: not JSON"),
             (format!("\n\n{}", r#"{"seq":1}"#), "line 3: no \"schema\" field"),
             (
                 r#"{"schema":"affectd.interval/1","seq":1}"#.into(),
-                "line 1: not a valid affectd.interval/1 message",
+                "line 1: not a valid affectd.interval/1 message: missing field",
+            ),
+            (
+                r#"{"schema":"affectd.interval/1","seq":"one"}"#.into(),
+                "line 1: not a valid affectd.interval/1 message: field `seq`: invalid type",
             ),
             (r#"{"schema":"other/9"}"#.into(), "line 1: unknown schema \"other/9\""),
             (r#"{"schema":"affectd.status/1"}"#.into(), "no `affectd.interval/1` messages"),
