@@ -318,3 +318,26 @@ fn grid_report_opens_in_chromium_with_one_mark_per_interval() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(marks(&std::fs::read_to_string(&again).unwrap()), intervals.len());
 }
+
+#[test]
+fn keyframes_at_alerts_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, with) = (dir.path().join("plain.html"), dir.path().join("thumbs.html"));
+    let fixture = repo().join(FIXTURE);
+    let o = report_cmd(&fixture, &plain, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!std::fs::read_to_string(&plain).unwrap().contains("<img"), "no faces unless asked");
+    // The fixture's messages come from the bundled sample: one keyframe for its one alert.
+    let o = report_cmd(&fixture, &with, &["--thumbnails-from", "tests/data/sample/grid-call.mp4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&with).unwrap();
+    assert_self_contained(&html);
+    let (_, alerts) = messages(&std::fs::read_to_string(&fixture).unwrap());
+    let imgs: Vec<&str> = html.split("<img src=\"data:image/jpeg;base64,").skip(1).collect();
+    assert_eq!(imgs.len(), alerts.len());
+    // A JPEG starts with FF D8 FF: "/9j/" in base64.
+    assert!(imgs.iter().all(|b| b.starts_with("/9j/")), "embedded JPEGs");
+    let o = report_cmd(&fixture, &with, &["--thumbnails-from", "no-such.mp4"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such.mp4"));
+}

@@ -144,8 +144,7 @@ mod tests {
 
     #[test]
     fn configs_when_enabled_and_removals_when_disabled() {
-        let mut cfg = Config::default();
-        cfg.device_id = "kiosk-7".into();
+        let mut cfg = Config { device_id: "kiosk-7".into(), ..Default::default() };
         cfg.sink.mqtt.home_assistant = true;
         let on = messages(&cfg);
         let topics: Vec<&str> = on.iter().map(|r| r.topic.as_str()).collect();
