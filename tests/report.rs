@@ -341,3 +341,23 @@ fn keyframes_at_alerts_only_when_asked() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such.mp4"));
 }
+
+#[test]
+fn an_appended_jsonl_file_gives_one_section_per_session() {
+    // The daemon's JSONL sink appends: two runs of the agent, two sessions in one file.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join(FIXTURE)).unwrap();
+    let (intervals, alerts) = messages(&text);
+    let old = intervals[0]["session_id"].as_str().unwrap();
+    let both = format!("{text}{}", text.replace(old, "second-session"));
+    let input = dir.path().join("daemon.jsonl");
+    std::fs::write(&input, both).unwrap();
+    let out = dir.path().join("daemon.html");
+    let o = report_cmd(&input, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(html.matches("<section class=\"session\"").count(), 2);
+    assert!(html.contains("second-session") && html.contains(old));
+    assert_eq!(marks(&html), 2 * intervals.len());
+    assert_eq!(alert_marks(&html), 2 * alerts.len());
+}
