@@ -49,6 +49,8 @@ pub enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Turn a JSONL file of messages (`analyze --out`, the daemon's JSONL sink) into an HTML report.
+    Report(ReportArgs),
     /// Configuration tools.
     Config {
         /// What to do with the config.
@@ -197,6 +199,29 @@ pub struct AnalyzeArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write a self-contained HTML report of the call here (docs/report.md).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Embed a keyframe of the recording at each alert in the report (off by default: faces are
+    /// personal data).
+    #[arg(long, requires = "report")]
+    pub report_thumbnails: bool,
+}
+
+/// Arguments of `affectd report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The JSONL file of interval (and alert) messages.
+    pub input: PathBuf,
+    /// Where to write the HTML report.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Incongruence threshold to draw (default: the one the alerts carry, else the built-in 0.5).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Embed a keyframe at each alert, cut from this recording (the one the messages came from).
+    #[arg(long)]
+    pub thumbnails_from: Option<PathBuf>,
 }
 
 /// Parses `5s`, `2.5s`, `500ms`, `1m` or a bare number of seconds.
@@ -227,6 +252,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Run { config } => daemon(&config),
+        Command::Report(args) => report(args),
         Command::Models { action, config } => models(action, config.as_deref()),
         Command::Eval { what, config } => {
             let cfg = match &config {
@@ -471,6 +497,10 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         Some(p) => vec![Box::new(sink::jsonl::JsonlSink::file(p, false, false)?)],
         None => vec![Box::new(sink::jsonl::JsonlSink::stdout())],
     };
+    let collector = args.report.as_ref().map(|_| crate::report::Collector::new());
+    if let Some(c) = &collector {
+        sinks.push(Box::new(c.clone()));
+    }
     let mut first_seq = 0;
     if cfg.sink.mqtt.enabled {
         let mut m = sink::mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, &session_id, true)?;
@@ -479,6 +509,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
                 "they are kept in {dir}: run the same command with `--spool {dir}` to deliver them first",
             );
         }
+        m.announce(sink::ha_discovery::messages(&cfg));
         first_seq = m.next_seq();
         sinks.push(Box::new(m));
     }
@@ -499,6 +530,46 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     if !args.quiet {
         print_summary(&summary, args.stats);
     }
+    if let (Some(out), Some(c)) = (&args.report, &collector) {
+        if args.report_thumbnails && !info.has_video {
+            log::warn!("--report-thumbnails: {} has no video; no keyframes", args.recording.display());
+        }
+        let thumbs = (args.report_thumbnails && info.has_video).then_some(args.recording.as_path());
+        let threshold = Some(f64::from(cfg.fusion.incongruence_threshold));
+        let source = args.recording.display().to_string();
+        let bytes = crate::report::write_report(&c.sessions(), &source, threshold, thumbs, out)?;
+        if !args.quiet {
+            eprintln!("affectd: report {} ({:.0} kB)", out.display(), bytes as f64 / 1024.0);
+        }
+    }
+    Ok(0)
+}
+
+fn report(args: ReportArgs) -> Result<i32> {
+    if let Some(t) = args.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::config(cmdline(), format!("--threshold {t}: allowed: 0 to 1")));
+        }
+    }
+    let sessions = crate::report::read_jsonl(&args.input)?;
+    let from_alerts = sessions.iter().find_map(|s| s.alerts.first()).map(|a| a.threshold);
+    let default = f64::from(Config::default().fusion.incongruence_threshold);
+    let threshold = args.threshold.or(from_alerts).unwrap_or(default);
+    let source = args.input.display().to_string();
+    let bytes = crate::report::write_report(
+        &sessions,
+        &source,
+        Some(threshold),
+        args.thumbnails_from.as_deref(),
+        &args.out,
+    )?;
+    eprintln!(
+        "affectd: report {} ({:.0} kB, {} session(s), {} intervals)",
+        args.out.display(),
+        bytes as f64 / 1024.0,
+        sessions.len(),
+        sessions.iter().map(|s| s.intervals.len()).sum::<usize>()
+    );
     Ok(0)
 }
 

@@ -225,6 +225,11 @@ pub struct MqttSinkConfig {
     pub flush_timeout_s: f64,
     /// Upper bound of the reconnect back-off in seconds (it starts at 0.5 s, doubles, with jitter).
     pub backoff_max_s: f64,
+    /// Publish Home Assistant MQTT discovery configs (retained) for this device; when false, any
+    /// this device published earlier are removed (empty retained messages) at start.
+    pub home_assistant: bool,
+    /// Home Assistant's discovery prefix (its MQTT integration's `discovery_prefix`).
+    pub home_assistant_prefix: String,
 }
 
 impl Default for MqttSinkConfig {
@@ -245,6 +250,8 @@ impl Default for MqttSinkConfig {
             spool_fsync: true,
             flush_timeout_s: 10.0,
             backoff_max_s: 30.0,
+            home_assistant: false,
+            home_assistant_prefix: "homeassistant".into(),
         }
     }
 }
@@ -708,6 +715,14 @@ impl Config {
                     "sink.mqtt.topic_prefix",
                     &format!("{p:?}"),
                     "allowed: a non-empty topic without + or # and without leading/trailing /",
+                );
+            }
+            let p = &m.home_assistant_prefix;
+            if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#']) {
+                return bad(
+                    "sink.mqtt.home_assistant_prefix",
+                    &format!("{p:?}"),
+                    "allowed: a non-empty topic without + or # and without leading/trailing / (Home Assistant's default: homeassistant)",
                 );
             }
         }

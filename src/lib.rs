@@ -15,6 +15,7 @@ pub mod fusion;
 pub mod message;
 pub mod model;
 pub mod pipeline;
+pub mod report;
 pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -1,6 +1,7 @@
 //! Sinks: where messages leave the pipeline. Every sink sees every [`Output`] and picks what it
 //! publishes; `flush` is called at shutdown and must leave nothing completed undelivered.
 
+pub mod ha_discovery;
 pub mod jsonl;
 pub mod mqtt;
 pub mod spool;
@@ -40,6 +41,7 @@ pub fn from_config(cfg: &Config, session_id: &str, require_delivery: bool) -> Re
     let mut first_seq = 0;
     if cfg.sink.mqtt.enabled {
         let m = mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, session_id, require_delivery)?;
+        m.announce(ha_discovery::messages(cfg));
         first_seq = m.next_seq();
         sinks.push(Box::new(m));
     }

@@ -44,6 +44,7 @@ impl Topics {
 
 enum Cmd {
     Wake,
+    Retained(Vec<super::ha_discovery::Retained>),
     Status(Vec<u8>),
     Metrics(Vec<u8>),
     Close(Instant),
@@ -170,6 +171,7 @@ impl MqttSink {
             metrics_topic: topics.metrics.clone(),
             backoff_max: crate::source::secs_duration(cfg.backoff_max_s),
             status: None,
+            retained: Vec::new(),
             closing: None,
         };
         let worker = std::thread::Builder::new()
@@ -194,6 +196,12 @@ impl MqttSink {
     pub fn with_undelivered_hint(mut self, hint: &str) -> Self {
         self.undelivered_hint = hint.to_string();
         self
+    }
+
+    /// Retained messages (Home Assistant discovery) to publish now and after every (re)connect,
+    /// before the status; QoS 1, waited for at shutdown like the status.
+    pub fn announce(&self, messages: Vec<super::ha_discovery::Retained>) {
+        let _ = self.cmd.send(Cmd::Retained(messages));
     }
 
     /// The device's topics.
@@ -323,6 +331,7 @@ struct Worker {
     metrics_topic: String,
     backoff_max: Duration,
     status: Option<Vec<u8>>,
+    retained: Vec<super::ha_discovery::Retained>,
     closing: Option<Instant>,
 }
 
@@ -377,6 +386,7 @@ impl Worker {
                     until.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)),
                 ) {
                     Ok(Cmd::Status(s)) => self.status = Some(s),
+                    Ok(Cmd::Retained(r)) => self.retained = r,
                     Ok(Cmd::Close(d)) => self.closing = Some(d),
                     Ok(_) => {}
                     Err(RecvTimeoutError::Timeout) => {}
@@ -387,6 +397,15 @@ impl Worker {
             }
             if self.closing.is_some_and(|d| Instant::now() >= d) {
                 return;
+            }
+        }
+    }
+
+    /// Publishes the retained (discovery) messages, QoS 1.
+    fn publish_retained(&self, client: &Client, requested: &mut VecDeque<Option<u64>>) {
+        for r in &self.retained {
+            if client.try_publish(&r.topic, QoS::AtLeastOnce, true, r.payload.clone()).is_ok() {
+                requested.push_back(None);
             }
         }
     }
@@ -437,6 +456,12 @@ impl Worker {
                 };
                 match cmd {
                     Cmd::Wake => {}
+                    Cmd::Retained(r) => {
+                        self.retained = r;
+                        if connected {
+                            self.publish_retained(client, &mut requested);
+                        }
+                    }
                     Cmd::Status(s) => {
                         if connected
                             && client
@@ -515,6 +540,7 @@ impl Worker {
                         s.connects += 1;
                     });
                     log::info!("mqtt: connected");
+                    self.publish_retained(client, &mut requested);
                     if let Some(s) = &self.status {
                         if client.try_publish(&self.status_topic, QoS::AtLeastOnce, true, s.clone()).is_ok() {
                             requested.push_back(None);
