@@ -44,7 +44,7 @@ fn frame(producer: usize, t: f64) -> Envelope {
 fn run_window(interval: f64, a: &[f64], b: &[f64], order: &[bool]) -> Vec<affectd::message::IntervalReport> {
     let mut w = IntervalWindow::new(interval, 10.0, &[ProducerKind::Video, ProducerKind::Video], session(0));
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    for &pick_a in order.iter().chain(std::iter::repeat(&true).take(a.len() + b.len())) {
+    for &pick_a in order.iter().chain(std::iter::repeat_n(&true, a.len() + b.len())) {
         let (p, t) = if (pick_a && i < a.len()) || j >= b.len() {
             if i >= a.len() {
                 break;
