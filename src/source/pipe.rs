@@ -184,20 +184,31 @@ impl PipeVideo {
     }
 }
 
+/// Fills `buf` with one raw frame from `stream`; returns how many bytes it got (less than
+/// `buf.len()` only when the stream ended first).
+pub fn read_frame(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 impl VideoSource for PipeVideo {
     fn next_frame(&mut self) -> Result<Option<RawFrame>> {
         if self.finished {
             return Ok(None);
         }
         let mut buf = vec![0u8; self.frame_bytes];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
-                Ok(0) => return self.ended(filled),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(source_error(&self.spec, format!("reading its output: {e}"))),
-            }
+        let filled = read_frame(&mut self.stdout, &mut buf)
+            .map_err(|e| source_error(&self.spec, format!("reading its output: {e}")))?;
+        if filled < buf.len() {
+            return self.ended(filled);
         }
         let t = self.index as f64 / self.spec.fps;
         self.index += 1;
