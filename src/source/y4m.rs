@@ -45,6 +45,11 @@ impl Y4mHeader {
         }
         let (mut w, mut h, mut fps, mut chroma, mut full) = (None, None, None, Chroma::C420, false);
         for p in parts.filter(|p| !p.is_empty()) {
+            if !p.is_ascii() {
+                return Err(format!(
+                    "header tag `{p}` is not ASCII (allowed: W<width> H<height> F<num>:<den> C<colour space> I, A and X tags)"
+                ));
+            }
             let (tag, val) = p.split_at(1);
             match tag {
                 "W" => w = val.parse::<u32>().ok(),
@@ -165,8 +170,17 @@ impl Y4mReader {
             return Err(Error::input(path, "not a YUV4MPEG2 file (no header line)"));
         }
         let header_len = line.len();
-        let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
-        let header = Y4mHeader::parse(&text).map_err(|m| Error::input(path, m))?;
+        if let Some(at) = line.iter().position(|b| !b.is_ascii()) {
+            return Err(Error::input(
+                path,
+                format!(
+                    "header line: byte {at} (0x{:02x}) is not ASCII; a YUV4MPEG2 header is ASCII: `YUV4MPEG2 W<width> H<height> F<num>:<den> [C<colour space>] …`",
+                    line[at]
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(&line[..line.len() - 1]).expect("checked ASCII above");
+        let header = Y4mHeader::parse(text).map_err(|m| Error::input(path, m))?;
         let duration = size.map(|s| {
             let per_frame = header.frame_bytes() as u64 + 6;
             let frames = s.saturating_sub(header_len as u64) / per_frame;
