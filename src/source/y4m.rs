@@ -186,8 +186,7 @@ impl Y4mReader {
             let frames = s.saturating_sub(header_len as u64) / per_frame;
             frames as f64 / header.fps()
         });
-        let planes = vec![0; header.frame_bytes()];
-        Ok(Y4mReader { path: path.to_path_buf(), reader, header, index: 0, duration, planes })
+        Ok(Y4mReader { path: path.to_path_buf(), reader, header, index: 0, duration, planes: Vec::new() })
     }
 
     /// The stream header.
@@ -218,12 +217,20 @@ impl VideoSource for Y4mReader {
                 ),
             ));
         }
-        self.reader.read_exact(&mut self.planes).map_err(|e| {
-            Error::input(
+        // Read what is there (the buffer grows with the data, up to one frame), so a header
+        // claiming huge frames does not allocate them before the bytes exist.
+        let want = self.header.frame_bytes();
+        self.planes.clear();
+        let got =
+            self.reader.by_ref().take(want as u64).read_to_end(&mut self.planes).map_err(|e| {
+                Error::input(&self.path, format!("frame {}: cannot read it: {e}", self.index))
+            })?;
+        if got < want {
+            return Err(Error::input(
                 &self.path,
-                format!("frame {} is truncated ({e}); the file ends mid-frame", self.index),
-            )
-        })?;
+                format!("frame {} is truncated ({got} of {want} bytes); the file ends mid-frame", self.index),
+            ));
+        }
         let t = self.index as f64 * self.header.fps_den as f64 / self.header.fps_num as f64;
         self.index += 1;
         Ok(Some(RawFrame {
