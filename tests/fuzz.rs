@@ -457,3 +457,47 @@ fn fuzz_spool() {
         spool_target(&root, d)
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regression tests: one per finding, each failing before its fix (the inputs are also in the
+// seed corpus, so every fuzz run replays them).
+
+/// Writes `data` to `name` in a fresh folder; returns the folder (kept alive) and the path.
+fn file_with(name: &str, data: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = scratch();
+    let p = dir.path().join(name);
+    write(&p, data);
+    (dir, p)
+}
+
+#[test]
+fn regression_y4m_header_that_is_not_ascii_is_a_clear_error() {
+    // Invalid UTF-8 (was: a panic in `split_at` on the lossy string, exit 101), a BOM and a
+    // multi-byte character in a tag's place (valid UTF-8, the same panic).
+    for header in [
+        &b"YUV4MPEG2 W16 H8 F5:1 \xff\xfeIp C420jpeg\n"[..],
+        "YUV4MPEG2 \u{feff}W16 H8 F5:1\n".as_bytes(),
+        "YUV4MPEG2 W16 H8 F5:1 é\n".as_bytes(),
+    ] {
+        let (_dir, p) = file_with("bad-header.y4m", header);
+        let e = std::panic::catch_unwind(|| Y4mReader::open(&p).err().map(|e| e.to_string()))
+            .unwrap_or_else(|_| panic!("Y4mReader::open panicked on {:?}", String::from_utf8_lossy(header)));
+        let e = e.expect("a header that is not ASCII was accepted");
+        assert!(e.contains("bad-header.y4m") && e.contains("not ASCII") && e.contains("byte"), "{e}");
+    }
+    let e = affectd::source::y4m::Y4mHeader::parse("YUV4MPEG2 W16 H8 F5:1 éX").unwrap_err();
+    assert!(e.contains("`éX` is not ASCII"), "{e}");
+}
+
+#[test]
+fn regression_y4m_huge_header_does_not_allocate_before_data_arrives() {
+    // A 50-byte file claiming 16384x16384 4:4:4 frames (805 MB each) allocated the whole frame
+    // buffer at open.
+    let (_dir, p) = file_with("huge.y4m", b"YUV4MPEG2 W16384 H16384 F25:1 C444\nFRAME\n0123456789");
+    let (r, peak) = harness::peak_alloc(|| {
+        let mut r = Y4mReader::open(&p).unwrap();
+        r.next_frame().map(|_| ()).unwrap_err().to_string()
+    });
+    assert!(r.contains("huge.y4m") && r.contains("truncated"), "{r}");
+    assert!(peak < 1 << 20, "a 50-byte Y4M file made a {peak}-byte allocation");
+}

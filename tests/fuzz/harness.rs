@@ -55,6 +55,14 @@ fn note(size: usize) -> bool {
     false
 }
 
+/// Runs `f` and returns its result with the largest single allocation it made on this thread.
+pub fn peak_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = PEAK.with(|p| p.replace(0));
+    let out = f();
+    let peak = PEAK.with(|p| p.replace(before.max(p.get())));
+    (out, peak)
+}
+
 unsafe impl GlobalAlloc for Guard {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if note(layout.size()) {
