@@ -501,3 +501,28 @@ fn regression_y4m_huge_header_does_not_allocate_before_data_arrives() {
     assert!(r.contains("huge.y4m") && r.contains("truncated"), "{r}");
     assert!(peak < 1 << 20, "a 50-byte Y4M file made a {peak}-byte allocation");
 }
+
+#[test]
+fn regression_spool_file_with_the_largest_id_is_not_an_overflow() {
+    // `18446744073709551615.msg` (u64::MAX) panicked in `Spool::open` (next id = id + 1, debug
+    // builds) and wrapped to id 0 in release builds, so new messages would sort before it.
+    use affectd::sink::spool::Spool;
+    for name in ["18446744073709551615.msg", "18446744073709551614.msg", "9223372036854775808.msg"] {
+        let dir = scratch();
+        write(&dir.path().join(name), b"t\n{}");
+        write(&dir.path().join("00000000000000000004.msg"), b"affectd/d/interval\n{\"seq\":4}");
+        let r = std::panic::catch_unwind(|| {
+            let mut s = Spool::open(dir.path(), 1 << 20, false).unwrap();
+            let first = s.next_after(None);
+            let after = s.next_after(first);
+            let id = s.push("t", b"x").unwrap();
+            (first, after, id)
+        });
+        let (first, after, id) = r.unwrap_or_else(|_| panic!("{name}: the spool panicked"));
+        assert_eq!(
+            (first, after, id),
+            (Some(4), None, 5),
+            "{name}: ids out of the range affectd writes are ignored"
+        );
+    }
+}
