@@ -65,7 +65,8 @@ impl AudioSource for WavReader {
             return Ok(None);
         }
         let channels = self.spec.channels as usize;
-        let want = 4096 * channels;
+        // 4096 frames, fewer with many channels: the buffer is reserved before the data is read.
+        let want = (65_536 / channels).clamp(1, 4096) * channels;
         let mut buf = Vec::with_capacity(want);
         let path = &self.path;
         let err = |e: hound::Error| Error::input(path, format!("corrupt WAV data: {e}"));
