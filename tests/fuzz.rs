@@ -526,3 +526,70 @@ fn regression_spool_file_with_the_largest_id_is_not_an_overflow() {
         );
     }
 }
+
+/// A canonical 44-byte-header WAV: PCM (format 1) or IEEE float (3).
+fn wav_bytes(format: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
+    let block = (channels as u32 * bits as u32 / 8) as u16;
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&format.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate.wrapping_mul(block as u32)).to_le_bytes());
+    v.extend_from_slice(&block.to_le_bytes());
+    v.extend_from_slice(&bits.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn read_wav(p: &Path) -> affectd::Result<Vec<f32>> {
+    let mut r = WavReader::open(p)?;
+    let mut all = Vec::new();
+    while let Some(s) = r.next_samples()? {
+        all.extend(s);
+    }
+    Ok(all)
+}
+
+#[test]
+fn regression_wav_float_samples_outside_full_scale_are_clamped() {
+    // A float WAV at 16 kHz (no resampling) passed NaN, infinities and values beyond ±1 on to the
+    // speech stages, which are promised samples in [-1, 1].
+    let samples = [0.5f32, 2.0, -3.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.25, 1e30];
+    let data: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+    for rate in [16000, 48000] {
+        let (_dir, p) = file_with("float.wav", &wav_bytes(3, 1, rate, 32, &data));
+        let out = read_wav(&p).unwrap();
+        assert!(out.iter().all(|x| x.is_finite() && (-1.0..=1.0).contains(x)), "{rate} Hz: {out:?}");
+    }
+    let (_dir, p) = file_with("float.wav", &wav_bytes(3, 1, 16000, 32, &data));
+    assert_eq!(read_wav(&p).unwrap(), vec![0.5, 1.0, -1.0, 0.0, 1.0, -1.0, -0.25, 1.0]);
+}
+
+#[test]
+fn regression_wav_sample_rate_out_of_range_is_a_clear_error() {
+    // A 48-byte WAV claiming 4294967295 Hz made the resampler plan an FFT of 858993459 points
+    // (gigabytes, the process aborted); 1 Hz one of 8 M output points.
+    for rate in [u32::MAX, 2_000_000, 1] {
+        // 8-bit mono: the byte rate equals the sample rate, which hound checks.
+        let (_dir, p) = file_with("rate.wav", &wav_bytes(1, 1, rate, 8, &[128, 129]));
+        let (r, peak) = harness::peak_alloc(|| WavReader::open(&p).err().map(|e| e.to_string()));
+        let e = r.unwrap_or_else(|| panic!("{rate} Hz was accepted"));
+        assert!(e.contains("rate.wav") && e.contains(&format!("{rate} Hz")) && e.contains("allowed"), "{e}");
+        assert!(peak < 1 << 20, "{rate} Hz: a {peak}-byte allocation");
+    }
+}
+
+#[test]
+fn regression_wav_many_channels_do_not_allocate_ahead_of_the_data() {
+    // 65535 channels: each read reserved 4096 frames x 65535 channels of f32 (1 GiB) up front.
+    let (_dir, p) = file_with("wide.wav", &wav_bytes(1, 65535, 16000, 8, &[128; 65535 * 2]));
+    let (out, peak) = harness::peak_alloc(|| read_wav(&p));
+    assert_eq!(out.unwrap().len(), 2);
+    assert!(peak < 16 << 20, "a 131 kB WAV made a {peak}-byte allocation");
+}
