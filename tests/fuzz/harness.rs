@@ -400,9 +400,21 @@ pub fn kind(msg: &str) -> String {
         }
         last_digit = false;
     }
-    // Temporary paths differ per run.
+    // Temporary paths differ per run; words with digits are values (hex offsets, markers).
     out.split(' ')
-        .map(|w| if w.contains("/tmp") || w.contains("/.tmp") { "<path>" } else { w })
+        .map(|w| {
+            if w.contains("/tmp") || w.contains("/.tmp") {
+                "<path>"
+            } else if w.contains('#')
+                || w.rsplit(':')
+                    .next()
+                    .is_some_and(|h| h.len() >= 2 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                "#"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -545,6 +557,8 @@ where
     let mut crash_kinds: HashSet<String> = HashSet::new();
     let mut report = Report::default();
     let mut i = 0usize;
+    // AFFECTD_FUZZ_SHOW=1 prints every new outcome kind (to see what the feedback sees).
+    let show = std::env::var_os("AFFECTD_FUZZ_SHOW").is_some();
     loop {
         let input: Vec<u8> = if i < seeds.len() {
             seeds[i].1.clone()
@@ -604,6 +618,9 @@ where
         let mut new = false;
         for part in k.split(" | ") {
             if seen.len() < 100_000 && seen.insert(part.to_string()) {
+                if show {
+                    eprintln!("fuzz {name}: new outcome: {part}");
+                }
                 new = true;
             }
         }
