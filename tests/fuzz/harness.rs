@@ -308,7 +308,7 @@ fn mutate_once(rng: &mut Rng, d: &mut Vec<u8>, pool: &[Vec<u8>], dict: &[&[u8]])
         }
         _ => {
             let at = offset(rng, len);
-            let b = *rng.pick(&[b'\n', b'\r', b'\0', b' ', b'"', b',', b'\t', b'#', b'[', b']', b'\\']);
+            let b = *rng.pick(b"\n\r\0 \",\t#[]\\");
             d.insert(at, b);
         }
     }
