@@ -178,7 +178,8 @@ fn fuzz_pipe_frames() {
 
 /// MJPEG frames of V4L2 webcams: `decode_mjpeg` (the `image` crate's JPEG decoder).
 fn mjpeg_target(data: &[u8]) -> Outcome {
-    let (w, h, rgb) = decode_mjpeg(data)?;
+    // The camera negotiated 640x480 (frames may be smaller, never larger).
+    let (w, h, rgb) = decode_mjpeg(data, 640, 480)?;
     assert_eq!(rgb.len(), w as usize * h as usize * 3, "RGB size of {w}x{h}");
     Ok(format!("{}x{}", w.min(2), h.min(2)))
 }
@@ -592,4 +593,18 @@ fn regression_wav_many_channels_do_not_allocate_ahead_of_the_data() {
     let (out, peak) = harness::peak_alloc(|| read_wav(&p));
     assert_eq!(out.unwrap().len(), 2);
     assert!(peak < 16 << 20, "a 131 kB WAV made a {peak}-byte allocation");
+}
+
+#[test]
+fn regression_mjpeg_frame_larger_than_the_camera_is_refused_before_allocating() {
+    // A 645-byte JPEG whose header claims 10000x10000 decoded "fine" into a 300 MB buffer
+    // (the `image` crate's default limit is 512 MiB per allocation).
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/mjpeg/24x16-yuvj420p.jpg");
+    let mut jpeg = std::fs::read(seed).unwrap();
+    let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0x27, 0x10, 0x27, 0x10]);
+    let (r, peak) = harness::peak_alloc(|| decode_mjpeg(&jpeg, 1280, 720));
+    let e = r.expect_err("a 10000x10000 frame from a 1280x720 camera was decoded");
+    assert!(e.contains("larger than the camera's 1280x720"), "{e}");
+    assert!(peak < 1 << 20, "a {}-byte frame made a {peak}-byte allocation", jpeg.len());
 }
