@@ -37,8 +37,9 @@ fn scratch() -> tempfile::TempDir {
 }
 
 fn write(path: &Path, data: &[u8]) {
+    // A failure here (a full disk) is the harness's, not the parser's: the run stops and says so.
     std::fs::write(path, data)
-        .unwrap_or_else(|e| panic!("fuzz harness: cannot write {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("{} cannot write {}: {e}", harness::HARNESS_FAILURE, path.display()));
 }
 
 // ---------------------------------------------------------------------------------------------

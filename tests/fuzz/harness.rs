@@ -22,6 +22,8 @@ pub const HANG: Duration = Duration::from_secs(2);
 pub const ALLOC_FINDING: usize = 64 << 20;
 /// Larger requests are refused (the process aborts) after the input is saved.
 pub const ALLOC_HARD: usize = 1 << 30;
+/// Panic messages of the harness's own failures start with this (they are not findings).
+pub const HARNESS_FAILURE: &str = "fuzz harness:";
 /// Longest input a mutation may produce.
 pub const MAX_INPUT: usize = 1 << 20;
 
@@ -338,6 +340,8 @@ pub struct Report {
     pub secs: f64,
     /// Inputs that panicked or allocated too much (distinct by message).
     pub crashes: Vec<String>,
+    /// The harness itself failed (e.g. a full disk while writing an input): the run stopped.
+    pub harness_failure: Option<String>,
     /// Distinct outcome kinds seen.
     pub outcomes: usize,
     /// Inputs in the pool at the end (seeds plus those that produced a new outcome).
@@ -527,6 +531,12 @@ where
         report.outcomes,
         report.pool
     );
+    if let Some(why) = &report.harness_failure {
+        panic!(
+            "fuzz {}: the harness itself failed after {} execs (not a finding): {why}",
+            target.name, report.execs
+        );
+    }
     if !report.crashes.is_empty() {
         panic!("fuzz {}: {} crashes:\n{}", target.name, report.crashes.len(), report.crashes.join("\n"));
     }
@@ -593,6 +603,11 @@ where
             )),
             Ok(_) => None,
         };
+        if let Some(msg) = crash.as_ref().filter(|m| m.contains(HARNESS_FAILURE)) {
+            // The harness's own I/O failed (a full disk): not a finding; stop and say so.
+            report.harness_failure = Some(msg.clone());
+            break;
+        }
         if let Some(msg) = crash {
             // One finding per place and message kind (values quoted in the message vary).
             let k = kind(msg.split(['\'', '`', '"']).next().unwrap_or(&msg));
