@@ -12,6 +12,11 @@ pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
     interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() / channels as f32).collect()
 }
 
+/// Lowest input sample rate [`MonoResampler`] accepts.
+pub const MIN_RATE: u32 = 1000;
+/// Highest input sample rate [`MonoResampler`] accepts.
+pub const MAX_RATE: u32 = 384_000;
+
 /// Converts a mono stream at `rate` Hz to 16 kHz, chunk by chunk.
 pub struct MonoResampler {
     inner: Option<FftFixedIn<f32>>,
@@ -25,8 +30,12 @@ pub struct MonoResampler {
 impl MonoResampler {
     /// A resampler from `rate` Hz (pass-through when it is already 16 kHz).
     pub fn new(rate: u32) -> Result<Self, String> {
-        if rate == 0 {
-            return Err("sample rate 0 is not allowed".into());
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            // Outside this range the FFT resampler's size explodes (4294967295 Hz: an 859 M-point
+            // FFT; 1 Hz: 8 M output points per chunk).
+            return Err(format!(
+                "sample rate {rate} Hz is not supported (allowed: {MIN_RATE} to {MAX_RATE} Hz)"
+            ));
         }
         let inner = if rate == AUDIO_RATE {
             None

@@ -212,15 +212,10 @@ pub fn read_wav_16k(path: &Path) -> Result<Vec<f32>> {
     Ok(all)
 }
 
-/// Runs the evaluation; returns the printed report.
-pub fn run(data: &Path, cfg: &Config) -> Result<String> {
-    let tsv = data.join("transcripts.tsv");
-    let text = std::fs::read_to_string(&tsv)
-        .map_err(|e| Error::input(&tsv, format!("cannot read the transcript list: {e}")))?;
-    let (path, _entry) = model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let mut asr = Asr::load(&path, AsrParams::default())?;
-    let mut report = format!("model {}\n", asr.version());
-    let (mut errors, mut words) = (0usize, 0usize);
+/// Parses `transcripts.tsv` (`text` read from `tsv`, named in errors): a header line, then
+/// rows of path, duration_s, reference_transcript[, note]; returns (path, reference) per row.
+pub fn parse_transcripts(tsv: &Path, text: &str) -> Result<Vec<(String, String)>> {
+    let mut rows = Vec::new();
     for (ln, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
@@ -228,7 +223,7 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
         let cols: Vec<&str> = line.split('\t').collect();
         if cols.len() < 3 {
             return Err(Error::input(
-                &tsv,
+                tsv,
                 format!(
                     "line {}: {} columns, expected path, duration_s, reference_transcript[, note]",
                     ln + 1,
@@ -236,19 +231,35 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
                 ),
             ));
         }
-        let wav = data.join(cols[0]);
+        rows.push((cols[0].to_string(), cols[2].to_string()));
+    }
+    Ok(rows)
+}
+
+/// Runs the evaluation; returns the printed report.
+pub fn run(data: &Path, cfg: &Config) -> Result<String> {
+    let tsv = data.join("transcripts.tsv");
+    let text = std::fs::read_to_string(&tsv)
+        .map_err(|e| Error::input(&tsv, format!("cannot read the transcript list: {e}")))?;
+    let rows = parse_transcripts(&tsv, &text)?;
+    let (path, _entry) = model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
+    let mut asr = Asr::load(&path, AsrParams::default())?;
+    let mut report = format!("model {}\n", asr.version());
+    let (mut errors, mut words) = (0usize, 0usize);
+    for (file, reference) in rows {
+        let wav = data.join(&file);
         let samples = read_wav_16k(&wav)?;
         let end = samples.len() as f64 / 16000.0;
         let seg = SpeechSegment { start: 0.0, end, samples };
         let hyp = asr.transcribe(&seg)?.map(|t| t.text).unwrap_or_default();
-        let r = normalize(cols[2]);
+        let r = normalize(&reference);
         let h = normalize(&hyp);
         let rr: Vec<&str> = r.iter().map(String::as_str).collect();
         let hh: Vec<&str> = h.iter().map(String::as_str).collect();
         let e = word_errors(&rr, &hh);
         errors += e;
         words += r.len();
-        report += &format!("{}\t{e}/{}\t{}\n", cols[0], r.len(), hyp);
+        report += &format!("{file}\t{e}/{}\t{hyp}\n", r.len());
     }
     if words == 0 {
         return Err(Error::input(&tsv, "no reference words (the file lists no transcripts)"));

@@ -135,6 +135,8 @@ pub fn create_private_file(path: &Path) -> std::io::Result<File> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path)
 }
+/// Largest message id read back from the folder (files with larger ids are ignored).
+const MAX_ID: u64 = i64::MAX as u64;
 
 impl Spool {
     /// Opens (creating) the spool in `dir`, keeping what an earlier run left there.
@@ -153,6 +155,14 @@ impl Spool {
                 continue;
             }
             if let Some(id) = name.strip_suffix(&format!(".{EXT}")).and_then(|s| s.parse::<u64>().ok()) {
+                if id > MAX_ID {
+                    // Not written by affectd (ids count up from 0): numbering after it would overflow.
+                    log::warn!(
+                        "spool {}: ignoring {name}: id {id} is beyond what affectd writes (at most {MAX_ID})",
+                        dir.display()
+                    );
+                    continue;
+                }
                 let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 entries.insert(id, len);
             }
@@ -297,7 +307,7 @@ impl Spool {
     pub fn next_after(&self, after: Option<u64>) -> Option<u64> {
         match after {
             None => self.entries.keys().next().copied(),
-            Some(a) => self.entries.range(a + 1..).next().map(|(k, _)| *k),
+            Some(a) => self.entries.range(a.checked_add(1)?..).next().map(|(k, _)| *k),
         }
     }
 

@@ -7,7 +7,7 @@ use super::child::ChildProcess;
 use super::pixfmt::PixelFormat;
 use super::{RawFrame, VideoSource};
 use crate::error::{Error, Result};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -129,6 +129,21 @@ impl PipeVideo {
         log::info!("video pipe: command ended after {} frames", self.index);
         Ok(None)
     }
+}
+
+/// Fills `buf` with one raw frame from `stream`; returns how many bytes it got (less than
+/// `buf.len()` only when the stream ended first).
+pub fn read_frame(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 impl VideoSource for PipeVideo {

@@ -102,10 +102,21 @@ impl std::fmt::Display for PixelFormat {
     }
 }
 
-/// Decodes one MJPEG (JPEG) frame to RGB24 with its size.
-pub fn decode_mjpeg(data: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
-    let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg)
-        .map_err(|e| format!("cannot decode MJPEG frame: {e}"))?;
+/// Decodes one MJPEG (JPEG) frame to RGB24 with its size; a frame claiming more than
+/// `max_width`×`max_height` (the size negotiated with the camera) is refused before its pixels
+/// are allocated.
+pub fn decode_mjpeg(data: &[u8], max_width: u32, max_height: u32) -> Result<(u32, u32, Vec<u8>), String> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(data), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(max_width);
+    limits.max_image_height = Some(max_height);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "MJPEG frame is larger than the camera's {max_width}x{max_height} (allowed: at most that size): {e}"
+        ),
+        e => format!("cannot decode MJPEG frame: {e}"),
+    })?;
     let rgb = img.to_rgb8();
     Ok((rgb.width(), rgb.height(), rgb.into_raw()))
 }
@@ -166,9 +177,11 @@ mod tests {
         image::DynamicImage::ImageRgb8(img)
             .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
             .unwrap();
-        let (w, h, rgb) = decode_mjpeg(&jpeg).unwrap();
+        let (w, h, rgb) = decode_mjpeg(&jpeg, 640, 480).unwrap();
         assert_eq!((w, h, rgb.len()), (16, 8, 16 * 8 * 3));
         assert!(close(&rgb[..3], &[200, 30, 30]));
-        assert!(decode_mjpeg(b"not a jpeg").unwrap_err().contains("MJPEG"));
+        assert!(decode_mjpeg(b"not a jpeg", 640, 480).unwrap_err().contains("MJPEG"));
+        let e = decode_mjpeg(&jpeg, 15, 8).unwrap_err();
+        assert!(e.contains("larger than the camera's 15x8"), "{e}");
     }
 }

@@ -65,14 +65,18 @@ impl AudioSource for WavReader {
             return Ok(None);
         }
         let channels = self.spec.channels as usize;
-        let want = 4096 * channels;
+        // 4096 frames, fewer with many channels: the buffer is reserved before the data is read.
+        let want = (65_536 / channels).clamp(1, 4096) * channels;
         let mut buf = Vec::with_capacity(want);
         let path = &self.path;
         let err = |e: hound::Error| Error::input(path, format!("corrupt WAV data: {e}"));
         match self.spec.sample_format {
             hound::SampleFormat::Float => {
+                // Float WAVs may hold anything: NaN and infinities become silence, the rest is
+                // clipped to full scale (the speech stages are promised samples in [-1, 1]).
                 for s in self.reader.samples::<f32>().take(want) {
-                    buf.push(s.map_err(err)?);
+                    let x = s.map_err(err)?;
+                    buf.push(if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) });
                 }
             }
             hound::SampleFormat::Int => {

@@ -199,7 +199,7 @@ fn to_rgb(
         Ok((width, height, pf.to_rgb(data, width, height)))
     };
     match format {
-        FrameFormat::MJPEG => decode_mjpeg(data),
+        FrameFormat::MJPEG => decode_mjpeg(data, width, height),
         FrameFormat::YUYV => raw(PixelFormat::Yuyv),
         FrameFormat::NV12 => raw(PixelFormat::Nv12),
         FrameFormat::GRAY => raw(PixelFormat::Gray),

@@ -45,6 +45,11 @@ impl Y4mHeader {
         }
         let (mut w, mut h, mut fps, mut chroma, mut full) = (None, None, None, Chroma::C420, false);
         for p in parts.filter(|p| !p.is_empty()) {
+            if !p.is_ascii() {
+                return Err(format!(
+                    "header tag `{p}` is not ASCII (allowed: W<width> H<height> F<num>:<den> C<colour space> I, A and X tags)"
+                ));
+            }
             let (tag, val) = p.split_at(1);
             match tag {
                 "W" => w = val.parse::<u32>().ok(),
@@ -165,15 +170,23 @@ impl Y4mReader {
             return Err(Error::input(path, "not a YUV4MPEG2 file (no header line)"));
         }
         let header_len = line.len();
-        let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
-        let header = Y4mHeader::parse(&text).map_err(|m| Error::input(path, m))?;
+        if let Some(at) = line.iter().position(|b| !b.is_ascii()) {
+            return Err(Error::input(
+                path,
+                format!(
+                    "header line: byte {at} (0x{:02x}) is not ASCII; a YUV4MPEG2 header is ASCII: `YUV4MPEG2 W<width> H<height> F<num>:<den> [C<colour space>] …`",
+                    line[at]
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(&line[..line.len() - 1]).expect("checked ASCII above");
+        let header = Y4mHeader::parse(text).map_err(|m| Error::input(path, m))?;
         let duration = size.map(|s| {
             let per_frame = header.frame_bytes() as u64 + 6;
             let frames = s.saturating_sub(header_len as u64) / per_frame;
             frames as f64 / header.fps()
         });
-        let planes = vec![0; header.frame_bytes()];
-        Ok(Y4mReader { path: path.to_path_buf(), reader, header, index: 0, duration, planes })
+        Ok(Y4mReader { path: path.to_path_buf(), reader, header, index: 0, duration, planes: Vec::new() })
     }
 
     /// The stream header.
@@ -204,12 +217,20 @@ impl VideoSource for Y4mReader {
                 ),
             ));
         }
-        self.reader.read_exact(&mut self.planes).map_err(|e| {
-            Error::input(
+        // Read what is there (the buffer grows with the data, up to one frame), so a header
+        // claiming huge frames does not allocate them before the bytes exist.
+        let want = self.header.frame_bytes();
+        self.planes.clear();
+        let got =
+            self.reader.by_ref().take(want as u64).read_to_end(&mut self.planes).map_err(|e| {
+                Error::input(&self.path, format!("frame {}: cannot read it: {e}", self.index))
+            })?;
+        if got < want {
+            return Err(Error::input(
                 &self.path,
-                format!("frame {} is truncated ({e}); the file ends mid-frame", self.index),
-            )
-        })?;
+                format!("frame {} is truncated ({got} of {want} bytes); the file ends mid-frame", self.index),
+            ));
+        }
         let t = self.index as f64 * self.header.fps_den as f64 / self.header.fps_num as f64;
         self.index += 1;
         Ok(Some(RawFrame {
