@@ -298,7 +298,9 @@ fn microphone_through_alsa_file_plugin_is_heard_and_transcribed() {
     // Speech is loud in the first intervals (resampled 48 kHz → 16 kHz), silence after the file.
     let rms: Vec<f64> =
         lines.iter().map(|l| l["inputs"]["audio"]["rms_dbfs"].as_f64().unwrap_or(-120.0)).collect();
-    assert!(rms[..3].iter().all(|&r| r > -35.0), "speech levels: {rms:?}");
+    // Under CPU starvation the device's capture clock can jump (counted as an overrun and filled
+    // with silence, docs/RELIABILITY.md), so one early interval may be silent: most are speech.
+    assert!(rms[..5].iter().filter(|&&r| r > -35.0).count() >= 4, "speech levels: {rms:?}");
     assert!(rms.iter().skip(7).any(|&r| r < -90.0), "silence after the speech: {rms:?}");
     let words: u64 = lines.iter().map(|l| l["modalities"]["text"]["words"].as_u64().unwrap_or(0)).sum();
     assert!(words >= 15, "JFK's sentence is ~22 words, got {words}");

@@ -38,7 +38,7 @@ pub struct MicStats {
     pub dropped_blocks: AtomicU64,
     /// Stream restarts after errors.
     pub restarts: AtomicU64,
-    /// Gaps filled with silence (overruns, dropped blocks, outages, the start-up offset).
+    /// Gaps filled with silence (overruns measured on the device clock, device outages).
     pub gaps: AtomicU64,
     /// Samples (16 kHz) of silence inserted for those gaps.
     pub gap_samples: AtomicU64,
@@ -50,25 +50,10 @@ impl MicStats {
         self.gaps.load(Ordering::Relaxed)
     }
 
-    /// Seconds of silence inserted so the audio timeline follows the session clock.
+    /// Seconds of silence inserted so the audio timeline does not compress.
     pub fn gap_seconds(&self) -> f64 {
         self.gap_samples.load(Ordering::Relaxed) as f64 / crate::message::AUDIO_RATE as f64
     }
-}
-
-/// How far the audio timeline may fall behind the session clock before silence fills the gap.
-const GAP_SLACK_S: f64 = 0.3;
-
-/// Samples of silence to insert when `have` samples (16 kHz) were delivered by clock time
-/// `now_s`: 0 while the lag is within [`GAP_SLACK_S`], else the lag less 0.1 s (what is still
-/// in flight from the device).
-pub fn gap_samples(have: u64, now_s: f64) -> u64 {
-    let rate = crate::message::AUDIO_RATE as f64;
-    let due = (now_s.max(0.0) * rate) as u64;
-    if (have as f64) + GAP_SLACK_S * rate >= due as f64 {
-        return 0;
-    }
-    due - have - (0.1 * rate) as u64
 }
 
 /// Mono samples at the device rate, as captured.
@@ -159,9 +144,29 @@ struct Feeder {
     stats: Arc<MicStats>,
     first: Option<cpal::StreamInstant>,
     delivered: u64,
+    /// Seconds the device was away before this stream (a restart): silence to deliver first.
+    outage_s: f64,
 }
 
 impl Feeder {
+    /// Hands `secs` of silence on (at the device rate), counted: audio the device lost, so the
+    /// timeline does not silently compress.
+    fn silence(&mut self, secs: f64) {
+        let n = (secs * self.rate as f64) as usize;
+        if n == 0 {
+            return;
+        }
+        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+        let at16k = (secs * crate::message::AUDIO_RATE as f64) as u64;
+        self.stats.gap_samples.fetch_add(at16k, Ordering::Relaxed);
+        for chunk in vec![0.0f32; n].chunks(self.rate as usize) {
+            let block = Block { rate: self.rate, mono: chunk.to_vec() };
+            if self.tx.send_timeout(block, Duration::from_millis(500)).is_err() {
+                self.stats.dropped_blocks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn feed<T>(&mut self, data: &[T], info: &cpal::InputCallbackInfo)
     where
         T: SizedSample,
@@ -170,7 +175,14 @@ impl Feeder {
         let frames = data.len() / self.channels.max(1);
         let capture = info.timestamp().capture;
         match self.first {
-            None => self.first = Some(capture),
+            None => {
+                self.first = Some(capture);
+                let outage = std::mem::take(&mut self.outage_s);
+                if outage > 0.0 {
+                    log::warn!("mic: {:.0} ms without a device; filled with silence", outage * 1000.0);
+                    self.silence(outage);
+                }
+            }
             Some(first) => {
                 if let Some(elapsed) = capture.duration_since(&first) {
                     let clock = elapsed.as_secs_f64();
@@ -183,7 +195,9 @@ impl Feeder {
                             (clock - had) * 1000.0,
                             self.stats.xruns.load(Ordering::Relaxed)
                         );
-                        // Resynchronise so one overrun is counted once.
+                        // The lost audio becomes silence (the timeline stays true); resynchronise
+                        // so one overrun is counted once.
+                        self.silence(clock - had);
                         self.delivered = (clock * self.rate as f64) as u64;
                     }
                 }
@@ -208,6 +222,7 @@ fn build_stream(
     tx: &Sender<Block>,
     stats: &Arc<MicStats>,
     failed: &Arc<AtomicBool>,
+    outage_s: f64,
 ) -> Result<(cpal::Stream, Opened)> {
     let device = find_device(spec)?;
     let name = device.name().unwrap_or_else(|_| "?".into());
@@ -221,6 +236,7 @@ fn build_stream(
         stats: stats.clone(),
         first: None,
         delivered: 0,
+        outage_s,
     };
     let failed2 = failed.clone();
     let on_error = move |e: cpal::StreamError| {
@@ -263,8 +279,6 @@ pub struct Mic {
     rate: u32,
     description: String,
     stats: Arc<MicStats>,
-    clock: Health,
-    emitted: u64,
 }
 
 impl Mic {
@@ -274,7 +288,7 @@ impl Mic {
         let (init_tx, init_rx) = crossbeam_channel::bounded::<Result<Opened>>(1);
         let stats = Arc::new(MicStats::default());
         let quit = Arc::new(AtomicBool::new(false));
-        let (stats2, quit2, stop2, clock) = (stats.clone(), quit.clone(), stop.clone(), health.clone());
+        let (stats2, quit2, stop2) = (stats.clone(), quit.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("mic-capture".into())
             .spawn(move || capture_thread(spec, tx, init_tx, stats2, quit2, stop2, health))
@@ -295,40 +309,12 @@ impl Mic {
             "mic:{:?} {} Hz x{} {} → 16 kHz mono",
             opened.name, opened.rate, opened.channels, opened.format
         );
-        Ok(Mic {
-            rx,
-            thread: Some(thread),
-            quit,
-            stop,
-            resampler,
-            rate: opened.rate,
-            description,
-            stats,
-            clock,
-            emitted: 0,
-        })
+        Ok(Mic { rx, thread: Some(thread), quit, stop, resampler, rate: opened.rate, description, stats })
     }
 
     /// Capture statistics (overruns, dropped blocks, restarts).
     pub fn stats(&self) -> &MicStats {
         &self.stats
-    }
-
-    /// Keeps the audio timeline on the session clock: when what was delivered (plus `pending`
-    /// samples about to be) lags the clock by more than [`GAP_SLACK_S`] — the start-up offset, an
-    /// overrun, dropped blocks, a device outage — silence fills the gap, counted in the stats.
-    fn fill_gap(&mut self, pending: usize) -> Vec<f32> {
-        let gap = gap_samples(self.emitted + pending as u64, self.clock.media_now());
-        if gap == 0 {
-            return Vec::new();
-        }
-        let rate = crate::message::AUDIO_RATE as f64;
-        if self.emitted > 0 {
-            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
-            log::warn!("mic: {:.0} ms of audio missing; filled with silence", gap as f64 / rate * 1000.0);
-        }
-        self.stats.gap_samples.fetch_add(gap, Ordering::Relaxed);
-        vec![0.0; gap as usize]
     }
 }
 
@@ -342,7 +328,7 @@ fn capture_thread(
     health: Health,
 ) {
     let failed = Arc::new(AtomicBool::new(false));
-    let mut stream = match build_stream(&spec, &tx, &stats, &failed) {
+    let mut stream = match build_stream(&spec, &tx, &stats, &failed, 0.0) {
         Ok((s, opened)) => {
             let _ = init.send(Ok(opened));
             Some(s)
@@ -354,6 +340,7 @@ fn capture_thread(
     };
     let mut backoff = Backoff::new(spec.restart_max_s);
     let done = || quit.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
+    let mut down_since: Option<std::time::Instant> = None;
     while !done() {
         if stream.is_some() && !failed.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
@@ -361,13 +348,16 @@ fn capture_thread(
         }
         if stream.take().is_some() {
             health.degrade("mic", "input stream failed; restarting");
+            down_since.get_or_insert_with(std::time::Instant::now);
         }
         if !super::sleep_unless_stopped(backoff.next_delay(), &quit) || done() {
             break;
         }
         failed.store(false, Ordering::SeqCst);
-        match build_stream(&spec, &tx, &stats, &failed) {
+        let outage = down_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        match build_stream(&spec, &tx, &stats, &failed, outage) {
             Ok((s, o)) => {
+                down_since = None;
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 log::info!("mic: input stream restarted on {:?} ({} Hz)", o.name, o.rate);
                 health.recover("mic");
@@ -397,18 +387,10 @@ impl AudioSource for Mic {
                     self.rate = rate;
                 }
                 out.extend(self.resampler.push(&mono));
-                let mut run = self.fill_gap(out.len());
-                run.extend(out);
-                self.emitted += run.len() as u64;
-                Ok(Some(run))
+                Ok(Some(out))
             }
-            // Nothing yet, or the device is reconnecting: time goes on (silence, counted), and an
-            // empty run lets the caller check `stop`.
-            Err(RecvTimeoutError::Timeout) => {
-                let run = self.fill_gap(0);
-                self.emitted += run.len() as u64;
-                Ok(Some(run))
-            }
+            // Nothing yet (or the device is reconnecting): an empty run lets the caller check `stop`.
+            Err(RecvTimeoutError::Timeout) => Ok(Some(Vec::new())),
             Err(RecvTimeoutError::Disconnected) if self.stop.load(Ordering::SeqCst) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => {
                 Err(Error::stage("mic", "the capture thread stopped unexpectedly"))
@@ -447,17 +429,29 @@ impl Drop for Mic {
 
 #[cfg(test)]
 mod tests {
-    use super::gap_samples;
+    use super::*;
 
     #[test]
-    fn an_overrun_or_outage_is_filled_with_silence_small_jitter_is_not() {
-        // 10 s on the clock, 9.9 s delivered: jitter, nothing inserted.
-        assert_eq!(gap_samples(158_400, 10.0), 0);
-        // 10 s on the clock, 8 s delivered (a 2 s overrun or outage): 1.9 s of silence.
-        assert_eq!(gap_samples(128_000, 10.0), 30_400);
-        // Start-up: the first block arrives 1.5 s into the session.
-        assert_eq!(gap_samples(0, 1.5), 22_400);
-        // Ahead of the clock (a device faster than real time): never negative.
-        assert_eq!(gap_samples(200_000, 10.0), 0);
+    fn lost_audio_becomes_counted_silence_at_the_device_rate() {
+        let (tx, rx) = crossbeam_channel::bounded::<Block>(64);
+        let stats = Arc::new(MicStats::default());
+        let mut f = Feeder {
+            tx,
+            rate: 48_000,
+            channels: 1,
+            stats: stats.clone(),
+            first: None,
+            delivered: 0,
+            outage_s: 0.0,
+        };
+        f.silence(2.5);
+        let blocks: Vec<Block> = rx.try_iter().collect();
+        let n: usize = blocks.iter().map(|b| b.mono.len()).sum();
+        assert_eq!(n, 120_000, "2.5 s at 48 kHz");
+        assert!(blocks.iter().all(|b| b.rate == 48_000 && b.mono.iter().all(|&x| x == 0.0)));
+        assert_eq!(stats.overruns(), 1);
+        assert!((stats.gap_seconds() - 2.5).abs() < 1e-9);
+        f.silence(0.0);
+        assert_eq!(stats.overruns(), 1, "nothing lost, nothing counted");
     }
 }
