@@ -1142,6 +1142,71 @@ mod tests {
         assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
     }
 
+    /// A microphone-like source: 1 s of audio, with capture counters that say 2 gaps (0.75 s).
+    struct CountedMic(bool, Arc<crate::source::mic::MicStats>);
+
+    impl AudioSource for CountedMic {
+        fn next_samples(&mut self) -> Result<Option<Vec<f32>>> {
+            if std::mem::replace(&mut self.0, true) {
+                return Ok(None);
+            }
+            Ok(Some(vec![0.0; 16000]))
+        }
+        fn duration(&self) -> Option<f64> {
+            None
+        }
+        fn describe(&self) -> String {
+            "counted mic".into()
+        }
+        fn mic_counters(&self) -> Option<Arc<crate::source::mic::MicStats>> {
+            Some(self.1.clone())
+        }
+    }
+
+    struct MetricsSeen(Arc<Mutex<Vec<crate::message::FaultCounts>>>);
+
+    impl Sink for MetricsSeen {
+        fn name(&self) -> &str {
+            "metrics"
+        }
+        fn publish(&mut self, msg: &Output) -> Result<()> {
+            if let Output::Metrics(m) = msg {
+                self.0.lock().unwrap().extend(m.faults);
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn microphone_gaps_and_late_observations_reach_the_metrics() {
+        let stats = Arc::new(crate::source::mic::MicStats::default());
+        stats.gaps.store(2, Ordering::Relaxed);
+        stats.gap_samples.store(12_000, Ordering::Relaxed);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let topo = Topology {
+            config: PipelineConfig::default(),
+            device_id: "t".into(),
+            session_id: "s".into(),
+            first_seq: 0,
+            video: None,
+            vision: None,
+            audio: Some(AudioInput { source: Box::new(CountedMic(false, stats)), realtime: false }),
+            speech: None,
+            fusion: None,
+            sinks: vec![Box::new(MetricsSeen(seen.clone()))],
+            stop: Arc::new(AtomicBool::new(false)),
+            health: Health::default(),
+        };
+        let summary = Pipeline::start(topo).unwrap().wait().unwrap();
+        let last = *seen.lock().unwrap().last().expect("a final metrics message");
+        assert_eq!((last.mic_overruns, last.mic_gap_s), (2, 0.75));
+        assert_eq!(last.late_observations, 0);
+        assert_eq!(summary.faults, last);
+    }
+
     #[test]
     fn a_lost_device_is_published_as_degraded_then_online() {
         let health = Health::default();
