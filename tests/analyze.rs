@@ -121,7 +121,7 @@ fn wav_alone_gives_audio_only_intervals() {
     let spans = check_intervals(&lines, 2.5);
     assert_eq!(spans.len(), 5, "11 s: {spans:?}");
     assert!((spans[4].1 - 11.0).abs() < 1e-6);
-    for l in &lines {
+    for l in &intervals_only(&lines) {
         assert!(l["inputs"]["video"].is_null());
         assert!(l["inputs"]["audio"]["seconds"].as_f64().unwrap() > 0.0);
     }
