@@ -22,7 +22,17 @@ bin="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$
 calm_labels() {  # $1 = folder for labels.csv, $2 = first id; stdin: paths
   mkdir -p "$1"; { echo "path,emotion,actor"; n=$2; while read -r p; do echo "$p,neutral,$n"; n=$((n+1)); done; } > "$1/labels.csv"
 }
-tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | sed "s#^#$AFFECTD_DATA/speech/#" | calm_labels "$WORK/anchors" 1000
+# Each clip whole, and cut into 2.5 s pieces (>= 1 s kept): the daemon scores VAD utterances of a
+# few seconds, so the anchors must include utterance-length audio too.
+mkdir -p "$WORK/anchor-pieces"
+tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | while read -r p; do
+  ffmpeg -loglevel error -y -i "$AFFECTD_DATA/speech/$p" -f segment -segment_time 2.5 -c copy \
+    "$WORK/anchor-pieces/$(echo "$p" | tr / _ | sed 's/\.wav$//')_%02d.wav"
+done
+{ tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | sed "s#^#$AFFECTD_DATA/speech/#"
+  for f in "$WORK"/anchor-pieces/*.wav; do
+    if [ "$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$f" | cut -d. -f1)" -ge 1 ]; then echo "$f"; fi
+  done; } | calm_labels "$WORK/anchors" 1000
 tail -n +2 "$AFFECTD_DATA/grid-av/labels.csv" | cut -d, -f1 | sed "s#^#$AFFECTD_DATA/grid-av/#" | calm_labels "$WORK/grid" 2000
 [ -s "$WORK/anchors.jsonl" ] || $bin eval voice --data "$WORK/anchors" --dump-features "$WORK/anchors.jsonl"
 [ -s "$WORK/grid.jsonl" ] || $bin eval voice --data "$WORK/grid" --dump-features "$WORK/grid.jsonl"
