@@ -9,7 +9,7 @@ use common::broker::*;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sample() -> PathBuf {
     repo().join("tests/data/sample/grid-call.mp4")
@@ -53,17 +53,6 @@ flush_timeout_s = 20.0
     )
     .unwrap();
     cfg
-}
-
-fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "process did not exit within {secs} s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn seqs(msgs: &[Received]) -> Vec<u64> {

@@ -67,17 +67,6 @@ impl std::ops::Index<&str> for Received {
     }
 }
 
-fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "process did not exit within {secs} s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn validate(msgs: &[Received]) {
     for m in msgs {
         let line = serde_json::to_string(&m.json).unwrap();

@@ -84,6 +84,18 @@ pub fn affectd() -> Command {
     c
 }
 
+/// Waits for `child` to exit; fails the test after `secs` seconds.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(std::time::Instant::now() < deadline, "process did not exit within {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs affectd with `args`, returning its output.
 pub fn run(args: &[&str]) -> Output {
     affectd().args(args).output().expect("affectd runs")
