@@ -5,7 +5,7 @@ use affectd::channel::{bounded, Overflow};
 use affectd::config::PipelineConfig;
 use affectd::fusion::window::{IntervalWindow, ProducerKind, SessionInfo};
 use affectd::message::{Envelope, Event, FrameObs, Observation, Output};
-use affectd::pipeline::{AudioInput, Pipeline, Topology, VideoInput};
+use affectd::pipeline::{AudioFeed, Pipeline, Topology, VideoFeed};
 use affectd::sink::Sink;
 use affectd::source::y4m::Y4mHeader;
 use affectd::{audio::resample::MonoResampler, source};
@@ -113,14 +113,14 @@ fn replay(c: &mut Criterion) {
                 device_id: "bench".into(),
                 session_id: "bench".into(),
                 first_seq: 0,
-                video: Some(VideoInput {
+                video: Some(VideoFeed {
                     source: source::open_video(&sample, cfg.analysis_fps).unwrap(),
                     realtime: false,
                 }),
                 vision: None,
                 speech: None,
                 fusion: None,
-                audio: Some(AudioInput { source: source::open_audio(&sample).unwrap(), realtime: false }),
+                audio: Some(AudioFeed { source: source::open_audio(&sample).unwrap(), realtime: false }),
                 config: cfg,
                 sinks: vec![Box::new(NullSink(0))],
                 stop: Arc::new(AtomicBool::new(false)),

@@ -183,21 +183,21 @@ impl<T> MeteredReceiver<T> {
         self.rx.recv().ok().map(|m| self.account(m))
     }
 
-    /// Waits at most `timeout`; `Err(true)` means disconnected, `Err(false)` a timeout.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, bool> {
+    /// Waits at most `timeout` for the next message.
+    pub fn recv_timeout(&self, timeout: Duration) -> Recv<T> {
         match self.rx.recv_timeout(timeout) {
-            Ok(m) => Ok(self.account(m)),
-            Err(RecvTimeoutError::Timeout) => Err(false),
-            Err(RecvTimeoutError::Disconnected) => Err(true),
+            Ok(m) => Recv::Item(self.account(m)),
+            Err(RecvTimeoutError::Timeout) => Recv::Empty,
+            Err(RecvTimeoutError::Disconnected) => Recv::Closed,
         }
     }
 
     /// Takes a message if one is queued.
-    pub fn try_recv(&self) -> Result<T, bool> {
+    pub fn try_recv(&self) -> Recv<T> {
         match self.rx.try_recv() {
-            Ok(m) => Ok(self.account(m)),
-            Err(TryRecvError::Empty) => Err(false),
-            Err(TryRecvError::Disconnected) => Err(true),
+            Ok(m) => Recv::Item(self.account(m)),
+            Err(TryRecvError::Empty) => Recv::Empty,
+            Err(TryRecvError::Disconnected) => Recv::Closed,
         }
     }
 
@@ -205,6 +205,17 @@ impl<T> MeteredReceiver<T> {
     pub fn stats(&self) -> &Arc<ChannelStats> {
         &self.stats
     }
+}
+
+/// What a receive that does not block for ever got.
+#[derive(Debug, PartialEq)]
+pub enum Recv<T> {
+    /// A message.
+    Item(T),
+    /// Nothing yet (timed out, or nothing queued); senders remain.
+    Empty,
+    /// Every sender is gone and the queue is empty: nothing more will come.
+    Closed,
 }
 
 impl<T> Drop for MeteredReceiver<T> {

@@ -3,7 +3,7 @@
 use crate::config::{AudioSourceConfig, Config, VideoSourceConfig};
 use crate::error::{Error, Result};
 use crate::model::Manifest;
-use crate::pipeline::{new_session_id, AudioInput, Pipeline, Summary, Topology, VideoInput};
+use crate::pipeline::{new_session_id, AudioFeed, Pipeline, Summary, Topology, VideoFeed};
 use crate::{channel::Overflow, sink, source};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -322,8 +322,8 @@ fn topology(
     cfg: &Config,
     session_id: String,
     first_seq: u64,
-    video: Option<VideoInput>,
-    audio: Option<AudioInput>,
+    video: Option<VideoFeed>,
+    audio: Option<AudioFeed>,
     sinks: Vec<Box<dyn sink::Sink>>,
     stop: Arc<AtomicBool>,
 ) -> Result<Topology> {
@@ -477,7 +477,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         return Err(Error::input(&args.recording, "has neither a video nor an audio stream"));
     }
     let video = if info.has_video {
-        Some(VideoInput {
+        Some(VideoFeed {
             source: source::open_video(&args.recording, cfg.pipeline.analysis_fps)?,
             realtime: false,
         })
@@ -489,7 +489,7 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
         _ => crate::config::AudioChannel::Mix,
     });
     let audio = match &audio_path {
-        Some(p) => Some(AudioInput { source: source::open_audio_channel(p, channel)?, realtime: false }),
+        Some(p) => Some(AudioFeed { source: source::open_audio_channel(p, channel)?, realtime: false }),
         None => None,
     };
     let session_id = new_session_id();
@@ -647,10 +647,10 @@ fn open_video_source(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
     health: &source::Health,
-) -> Result<Option<VideoInput>> {
+) -> Result<Option<VideoFeed>> {
     Ok(match &cfg.source.video {
         VideoSourceConfig::None => None,
-        VideoSourceConfig::File { path, realtime } => Some(VideoInput {
+        VideoSourceConfig::File { path, realtime } => Some(VideoFeed {
             source: source::open_video(path, cfg.pipeline.analysis_fps)?,
             realtime: *realtime,
         }),
@@ -664,7 +664,7 @@ fn open_video_source(
                 reconnect_max_s: *reconnect_max_s,
             };
             let cam = source::webcam::Webcam::open(spec, stop.clone(), health.clone())?;
-            Some(VideoInput { source: Box::new(cam), realtime: false })
+            Some(VideoFeed { source: Box::new(cam), realtime: false })
         }
         VideoSourceConfig::Pipe { command, width, height, fps, pixel_format } => {
             let spec = source::pipe::PipeSpec {
@@ -674,7 +674,7 @@ fn open_video_source(
                 fps: *fps,
                 pixel_format: *pixel_format,
             };
-            Some(VideoInput {
+            Some(VideoFeed {
                 source: Box::new(source::pipe::PipeVideo::spawn(spec, stop.clone())?),
                 realtime: false,
             })
@@ -687,11 +687,11 @@ fn open_audio_source(
     cfg: &Config,
     stop: &Arc<AtomicBool>,
     health: &source::Health,
-) -> Result<Option<AudioInput>> {
+) -> Result<Option<AudioFeed>> {
     Ok(match &cfg.source.audio {
         AudioSourceConfig::None => None,
         AudioSourceConfig::File { path, realtime, channel } => {
-            Some(AudioInput { source: source::open_audio_channel(path, *channel)?, realtime: *realtime })
+            Some(AudioFeed { source: source::open_audio_channel(path, *channel)?, realtime: *realtime })
         }
         AudioSourceConfig::Mic { device, sample_rate, restart_max_s } => {
             let spec = source::mic::MicSpec {
@@ -699,7 +699,7 @@ fn open_audio_source(
                 sample_rate: *sample_rate,
                 restart_max_s: *restart_max_s,
             };
-            Some(AudioInput {
+            Some(AudioFeed {
                 source: Box::new(source::mic::Mic::open(spec, stop.clone(), health.clone())?),
                 realtime: false,
             })

@@ -166,11 +166,13 @@ impl Observation {
     }
 }
 
-/// What a producer sends to the interval window.
+/// One element of a timed stream between stages: an item, a watermark, or the end. Producers
+/// send `Event<Observation>` to the interval window; the speech branch uses the same shape for
+/// speech segments (audio → ASR) and utterances (ASR → text).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// An observation.
-    Obs(Observation),
+pub enum Event<T = Observation> {
+    /// An item (an observation, a speech segment, an utterance).
+    Obs(T),
     /// A watermark: the producer will send no observation with a time before this media time.
     Progress(f64),
     /// The producer has finished; nothing more will come. Carries the media time at which its
