@@ -2,10 +2,10 @@
 //! Run: `cargo bench --bench pipeline` (results in target/criterion; figures in docs/BENCHMARKS.md).
 
 use affectd::channel::{bounded, Overflow};
-use affectd::config::PipelineConfig;
+use affectd::config::Config;
 use affectd::fusion::window::{IntervalWindow, ProducerKind, SessionInfo};
 use affectd::message::{Envelope, Event, FrameObs, Observation, Output};
-use affectd::pipeline::{AudioFeed, Pipeline, Topology, VideoFeed};
+use affectd::pipeline::{AudioFeed, Endpoints, Pipeline, Topology, VideoFeed};
 use affectd::sink::Sink;
 use affectd::source::y4m::Y4mHeader;
 use affectd::{audio::resample::MonoResampler, source};
@@ -102,33 +102,41 @@ fn conversions(c: &mut Criterion) {
     g.finish();
 }
 
+/// Both replays go through `Topology::from_config`, the graph the daemon and `analyze` build.
+fn replay_with(cfg: &Config, sample: &Path) -> affectd::pipeline::Summary {
+    let io = Endpoints {
+        video: Some(VideoFeed {
+            source: source::open_video(sample, cfg.pipeline.analysis_fps).unwrap(),
+            realtime: false,
+        }),
+        audio: Some(AudioFeed { source: source::open_audio(sample).unwrap(), realtime: false }),
+        sinks: vec![Box::new(NullSink(0))],
+        first_seq: 0,
+        stop: Arc::new(AtomicBool::new(false)),
+        health: Default::default(),
+    };
+    let topo = Topology::from_config(cfg, "bench".into(), io).unwrap();
+    Pipeline::start(topo).unwrap().wait().unwrap()
+}
+
 fn replay(c: &mut Criterion) {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample/grid-call.mp4");
     let mut g = c.benchmark_group("replay");
     g.sample_size(10);
-    g.bench_function("bundled_sample_12s", |b| {
-        b.iter(|| {
-            let cfg = PipelineConfig { video_overflow: Overflow::Block, ..Default::default() };
-            let topo = Topology {
-                device_id: "bench".into(),
-                session_id: "bench".into(),
-                first_seq: 0,
-                video: Some(VideoFeed {
-                    source: source::open_video(&sample, cfg.analysis_fps).unwrap(),
-                    realtime: false,
-                }),
-                vision: None,
-                speech: None,
-                fusion: None,
-                audio: Some(AudioFeed { source: source::open_audio(&sample).unwrap(), realtime: false }),
-                config: cfg,
-                sinks: vec![Box::new(NullSink(0))],
-                stop: Arc::new(AtomicBool::new(false)),
-                health: Default::default(),
-            };
-            let s = Pipeline::start(topo).unwrap().wait().unwrap();
-            assert_eq!(s.intervals, 3);
-        })
+    let mut whole = Config::default();
+    whole.pipeline.video_overflow = Overflow::Block;
+    // The whole pipeline: decoding, vision (detect/track, mesh, expression), VAD, Whisper, voice,
+    // text, fusion — the models of models/, as `affectd analyze` runs them.
+    g.bench_function("whole_pipeline_bundled_sample_12s", |b| {
+        b.iter(|| assert_eq!(replay_with(&whole, &sample).intervals, 3))
+    });
+    // Decoding and plumbing only (every model stage off): what the models cost is the difference.
+    let mut plumbing = whole.clone();
+    plumbing.vision.enabled = false;
+    plumbing.speech.enabled = false;
+    plumbing.fusion.enabled = false;
+    g.bench_function("plumbing_only_bundled_sample_12s", |b| {
+        b.iter(|| assert_eq!(replay_with(&plumbing, &sample).intervals, 3))
     });
     g.finish();
 }

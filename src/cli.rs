@@ -1,15 +1,13 @@
 //! Command-line interface: argument parsing and the subcommands, as thin calls into the library.
 
-use crate::config::{AudioSourceConfig, Config, VideoSourceConfig};
+use crate::app::cmdline;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::Manifest;
-use crate::pipeline::{new_session_id, AudioFeed, Pipeline, Summary, Topology, VideoFeed};
-use crate::{channel::Overflow, sink, source};
+use crate::pipeline::{Pipeline, Summary};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// affectd: on-device customer sentiment from face, voice and words.
@@ -317,232 +315,34 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The stage graph a config asks for, with the model stages loaded (before any thread starts).
-fn topology(
-    cfg: &Config,
-    session_id: String,
-    first_seq: u64,
-    video: Option<VideoFeed>,
-    audio: Option<AudioFeed>,
-    sinks: Vec<Box<dyn sink::Sink>>,
-    stop: Arc<AtomicBool>,
-) -> Result<Topology> {
-    let vision = vision_stage(cfg, video.is_some())?;
-    let speech = speech_stages(cfg, audio.is_some())?;
-    let labels = vision.as_ref().map(|v| v.labels()).filter(|l| !l.is_empty());
-    let has_text = speech.as_ref().is_some_and(|s| s.text.is_some());
-    Ok(Topology {
-        config: cfg.pipeline.clone(),
-        device_id: cfg.device_id.clone(),
-        session_id,
-        first_seq,
-        fusion: fusion_stage(cfg, labels.as_deref(), has_text)?,
-        vision,
-        speech,
-        video,
-        audio,
-        sinks,
-        stop,
-        health: source::Health::default(),
-    })
-}
-
-/// The fusion head, when enabled and some model stage (faces or words) feeds it.
-fn fusion_stage(
-    cfg: &Config,
-    face_labels: Option<&[String]>,
-    has_text: bool,
-) -> Result<Option<crate::fusion::stage::FusionStage>> {
-    use crate::fusion::{head, stage};
-    if !cfg.fusion.enabled || (face_labels.is_none() && !has_text) {
-        return Ok(None);
-    }
-    let (path, entry) = crate::model::locate(&cfg.models.dir, head::HEAD, cfg.models.verify)?;
-    let version = format!("{}@{}", entry.file, &entry.sha256[..12.min(entry.sha256.len())]);
-    let h = head::FusionHead::load(&path, &entry, face_labels)?;
-    Ok(Some(stage::FusionStage::new(h, version, &cfg.fusion)))
-}
-
-/// The speech stages a config asks for (models loaded here, before any thread starts).
-fn speech_stages(cfg: &Config, has_audio: bool) -> Result<Option<crate::pipeline::SpeechStages>> {
-    use crate::audio::{asr, vad};
-    if !has_audio || !cfg.speech.enabled {
-        return Ok(None);
-    }
-    let sp = &cfg.speech;
-    let (path, _) = crate::model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let asr = asr::Asr::load(
-        &path,
-        asr::AsrParams {
-            threads: sp.asr_threads,
-            no_speech_max: sp.no_speech_max,
-            encoder_features: sp.voice,
-        },
-    )?;
-    let voice = if sp.voice {
-        Some(crate::audio::voice::VoiceHead::load_from(&cfg.models.dir, cfg.models.verify)?)
-    } else {
-        None
-    };
-    let vad = vad::Vad::new(vad::VadParams {
-        min_speech_s: sp.min_speech_s,
-        min_silence_s: sp.min_silence_s,
-        max_utterance_s: sp.max_utterance_s,
-        ..Default::default()
-    });
-    let text = if cfg.text.enabled { Some(crate::text::TextModel::load(&cfg.models)?) } else { None };
-    Ok(Some(crate::pipeline::SpeechStages {
-        vad,
-        asr,
-        text,
-        voice,
-        publish_transcripts: cfg.privacy.publish_transcripts,
-    }))
-}
-
-/// The vision stage a config asks for (models loaded and checked here, before any thread starts).
-fn vision_stage(cfg: &Config, has_video: bool) -> Result<Option<crate::vision::VisionStage>> {
-    use crate::vision::{VisionModels, VisionStage};
-    Ok(match (has_video, cfg.vision.enabled) {
-        (false, _) => None,
-        (true, false) => Some(VisionStage::new()),
-        (true, true) => Some(VisionStage::with_models(VisionModels::load(&cfg.models, &cfg.vision)?)),
-    })
-}
-
-fn cmdline() -> PathBuf {
-    PathBuf::from("<command line>")
-}
-
 fn analyze(args: AnalyzeArgs) -> Result<i32> {
-    let mut cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => {
-            let mut c = Config::default();
-            c.apply_env(&cmdline())?;
-            c
-        }
+    let opts = crate::app::Analyze {
+        recording: args.recording,
+        audio: args.audio,
+        channel: args.channel,
+        out: args.out,
+        config: args.config,
+        interval: args.interval,
+        fps: args.fps,
+        device_id: args.device_id,
+        mqtt: args.mqtt,
+        spool: args.spool,
+        report: args.report,
+        report_thumbnails: args.report_thumbnails,
     };
-    if let Some(i) = args.interval {
-        cfg.pipeline.interval_s = i;
-    }
-    if let Some(f) = args.fps {
-        cfg.pipeline.analysis_fps = f;
-    }
-    if let Some(d) = &args.device_id {
-        cfg.device_id = d.clone();
-    }
-    // A replay must not lose frames: the queue blocks instead of dropping.
-    cfg.pipeline.video_overflow = Overflow::Block;
-    let mut temp_spool = None;
-    if let Some(url) = &args.mqtt {
-        cfg.sink.mqtt.enabled = true;
-        cfg.sink.mqtt.url = url.clone();
-        cfg.sink.mqtt.flush_timeout_s = cfg.sink.mqtt.flush_timeout_s.max(30.0);
-        cfg.sink.mqtt.spool_dir = match &args.spool {
-            Some(d) => d.clone(),
-            None => {
-                // Private (0700) with an unpredictable name, created here so that an existing
-                // folder or a planted symlink is never used.
-                let d = tempfile::Builder::new().prefix("affectd-spool-").tempdir().map_err(|e| {
-                    Error::sink(
-                        "mqtt",
-                        format!(
-                            "cannot create a temporary spool folder in {}: {e}",
-                            std::env::temp_dir().display()
-                        ),
-                    )
-                })?;
-                let path = d.path().to_path_buf();
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                        .map_err(|e| Error::io(&path, e))?;
-                }
-                temp_spool = Some(d);
-                path
-            }
-        };
-    }
-    cfg.validate(&cmdline())?;
-
-    let info = source::inspect(&args.recording)?;
-    let audio_path = match &args.audio {
-        Some(p) => Some(p.clone()),
-        None if info.has_audio => Some(args.recording.clone()),
-        None => None,
-    };
-    if !info.has_video && audio_path.is_none() {
-        return Err(Error::input(&args.recording, "has neither a video nor an audio stream"));
-    }
-    let video = if info.has_video {
-        Some(VideoFeed {
-            source: source::open_video(&args.recording, cfg.pipeline.analysis_fps)?,
-            realtime: false,
-        })
-    } else {
-        None
-    };
-    let channel = args.channel.unwrap_or(match &cfg.source.audio {
-        AudioSourceConfig::File { channel, .. } => *channel,
-        _ => crate::config::AudioChannel::Mix,
-    });
-    let audio = match &audio_path {
-        Some(p) => Some(AudioFeed { source: source::open_audio_channel(p, channel)?, realtime: false }),
-        None => None,
-    };
-    let session_id = new_session_id();
-    let mut sinks: Vec<Box<dyn sink::Sink>> = match &args.out {
-        Some(p) => vec![Box::new(sink::jsonl::JsonlSink::file(p, false, false)?)],
-        None => vec![Box::new(sink::jsonl::JsonlSink::stdout())],
-    };
-    let collector = args.report.as_ref().map(|_| crate::report::Collector::new());
-    if let Some(c) = &collector {
-        sinks.push(Box::new(c.clone()));
-    }
-    let mut first_seq = 0;
-    if cfg.sink.mqtt.enabled {
-        let mut m = sink::mqtt::MqttSink::start(&cfg.sink.mqtt, &cfg.device_id, &session_id, true)?;
-        if temp_spool.is_some() {
-            m = m.with_undelivered_hint(
-                "they are kept in {dir}: run the same command with `--spool {dir}` to deliver them first",
-            );
-        }
-        m.announce(sink::ha_discovery::messages(&cfg));
-        first_seq = m.next_seq();
-        sinks.push(Box::new(m));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    register_signals(&stop)?;
-    let topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop)?;
-    let pipeline = Pipeline::start(topo)?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let summary = wait_with_progress(pipeline, show_progress);
-    if let Some(d) = temp_spool {
-        if summary.is_err() {
-            // Undelivered messages stay (the error names the folder and how to send them).
-            let _ = d.keep();
-        }
-        // Otherwise everything was acknowledged (flush fails if not): the folder goes.
-    }
-    let summary = summary?;
+    let done = crate::app::analyze(&opts, |p| wait_with_progress(p, show_progress))?;
     if !args.quiet {
-        print_summary(&summary, args.stats);
-    }
-    if let (Some(out), Some(c)) = (&args.report, &collector) {
-        if args.report_thumbnails && !info.has_video {
-            log::warn!("--report-thumbnails: {} has no video; no keyframes", args.recording.display());
-        }
-        let thumbs = (args.report_thumbnails && info.has_video).then_some(args.recording.as_path());
-        let threshold = Some(f64::from(cfg.fusion.incongruence_threshold));
-        let source = args.recording.display().to_string();
-        let bytes = crate::report::write_report(&c.sessions(), &source, threshold, thumbs, out)?;
-        if !args.quiet {
-            eprintln!("affectd: report {} ({:.0} kB)", out.display(), bytes as f64 / 1024.0);
+        print_summary(&done.summary, args.stats);
+        if let Some((path, bytes)) = &done.report {
+            eprintln!("affectd: report {} ({:.0} kB)", path.display(), *bytes as f64 / 1024.0);
         }
     }
     Ok(0)
+}
+
+fn daemon(config: &Path) -> Result<i32> {
+    crate::app::daemon(config).map(|_| 0)
 }
 
 fn report(args: ReportArgs) -> Result<i32> {
@@ -629,118 +429,6 @@ fn print_summary(s: &Summary, stats: bool) {
             );
         }
     }
-}
-
-fn register_signals(stop: &Arc<AtomicBool>) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for sig in [SIGINT, SIGTERM] {
-        // A second signal while shutting down exits at once (code 130).
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-            .map_err(|e| Error::stage("signals", format!("cannot install handler: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Opens the video source a config names (`stop` ends live sources, `health` hears of lost devices).
-fn open_video_source(
-    cfg: &Config,
-    stop: &Arc<AtomicBool>,
-    health: &source::Health,
-) -> Result<Option<VideoFeed>> {
-    Ok(match &cfg.source.video {
-        VideoSourceConfig::None => None,
-        VideoSourceConfig::File { path, realtime } => Some(VideoFeed {
-            source: source::open_video(path, cfg.pipeline.analysis_fps)?,
-            realtime: *realtime,
-        }),
-        VideoSourceConfig::Webcam { device, width, height, fps, format, reconnect_max_s } => {
-            let spec = source::webcam::WebcamSpec {
-                device: device.clone(),
-                width: *width,
-                height: *height,
-                fps: *fps,
-                format: *format,
-                reconnect_max_s: *reconnect_max_s,
-            };
-            let cam = source::webcam::Webcam::open(spec, stop.clone(), health.clone())?;
-            Some(VideoFeed { source: Box::new(cam), realtime: false })
-        }
-        VideoSourceConfig::Pipe { command, width, height, fps, pixel_format } => {
-            let spec = source::pipe::PipeSpec {
-                command: command.clone(),
-                width: *width,
-                height: *height,
-                fps: *fps,
-                pixel_format: *pixel_format,
-            };
-            Some(VideoFeed {
-                source: Box::new(source::pipe::PipeVideo::spawn(spec, stop.clone())?),
-                realtime: false,
-            })
-        }
-    })
-}
-
-/// Opens the audio source a config names.
-fn open_audio_source(
-    cfg: &Config,
-    stop: &Arc<AtomicBool>,
-    health: &source::Health,
-) -> Result<Option<AudioFeed>> {
-    Ok(match &cfg.source.audio {
-        AudioSourceConfig::None => None,
-        AudioSourceConfig::File { path, realtime, channel } => {
-            Some(AudioFeed { source: source::open_audio_channel(path, *channel)?, realtime: *realtime })
-        }
-        AudioSourceConfig::Mic { device, sample_rate, restart_max_s } => {
-            let spec = source::mic::MicSpec {
-                device: device.clone(),
-                sample_rate: *sample_rate,
-                restart_max_s: *restart_max_s,
-            };
-            Some(AudioFeed {
-                source: Box::new(source::mic::Mic::open(spec, stop.clone(), health.clone())?),
-                realtime: false,
-            })
-        }
-    })
-}
-
-fn daemon(config: &Path) -> Result<i32> {
-    let cfg = Config::load(config)?;
-    if matches!(cfg.source.video, VideoSourceConfig::None)
-        && matches!(cfg.source.audio, AudioSourceConfig::None)
-    {
-        return Err(Error::config(config, "key `source`: no source configured (allowed: source.video and/or source.audio with kind = \"file\", \"webcam\", \"pipe\" or \"mic\")"));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    register_signals(&stop)?;
-    let health = source::Health::default();
-    let video = open_video_source(&cfg, &stop, &health)?;
-    let audio = open_audio_source(&cfg, &stop, &health)?;
-    let session_id = new_session_id();
-    let sink::Sinks { sinks, first_seq } = sink::from_config(&cfg, &session_id, false)?;
-    if sinks.is_empty() {
-        return Err(Error::config(
-            config,
-            "key `sink`: every sink is disabled, results would be lost (enable sink.stdout, sink.jsonl or sink.mqtt)",
-        ));
-    }
-    log::info!("affectd {} starting as device `{}`", env!("CARGO_PKG_VERSION"), cfg.device_id);
-    let mut topo = topology(&cfg, session_id, first_seq, video, audio, sinks, stop.clone())?;
-    topo.health = health;
-    let pipeline = Pipeline::start(topo)?;
-    log::info!("running: models loaded, sources started");
-    let summary = pipeline.wait()?;
-    log::info!(
-        "stopped ({}): {} intervals published, {} frames analysed, {} dropped",
-        if stop.load(Ordering::SeqCst) { "signal" } else { "end of input" },
-        summary.intervals,
-        summary.frames,
-        summary.frames_dropped
-    );
-    Ok(0)
 }
 
 fn models(action: Option<ModelsAction>, config: Option<&Path>) -> Result<i32> {

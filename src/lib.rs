@@ -5,6 +5,7 @@
 //! the [`vision`] and [`audio`] branches, the [`fusion`] window and the [`sink`]s with measured
 //! [`channel`]s carrying the [`message`] types.
 
+pub mod app;
 pub mod audio;
 pub mod channel;
 pub mod cli;

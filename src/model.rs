@@ -35,6 +35,13 @@ pub struct ModelEntry {
     pub extra: toml::Table,
 }
 
+impl ModelEntry {
+    /// The version string published in messages: `file@` and the first 12 hex digits of its sha256.
+    pub fn version(&self) -> String {
+        format!("{}@{}", self.file, &self.sha256[..12.min(self.sha256.len())])
+    }
+}
+
 /// The parsed manifest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -58,6 +58,7 @@ pub struct VoiceEstimate {
 pub struct VoiceHead {
     model: OnnxModel,
     path: PathBuf,
+    version: String,
 }
 
 impl std::fmt::Debug for VoiceHead {
@@ -86,7 +87,7 @@ impl VoiceHead {
             });
         }
         let model = OnnxModel::load_f32(path, &[&[1, FEATURES]])?;
-        Ok(VoiceHead { model, path: path.to_path_buf() })
+        Ok(VoiceHead { model, path: path.to_path_buf(), version: entry.version() })
     }
 
     /// Loads the head named [`HEAD`] from the models folder (sha256-checked when `verify`).
@@ -98,6 +99,11 @@ impl VoiceHead {
     /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The version string published in messages (`file@sha12`, like every other model).
+    pub fn version(&self) -> String {
+        self.version.clone()
     }
 
     /// Scores one utterance's pooled encoder features.

@@ -73,6 +73,23 @@ pub struct FusionStage {
 
 impl FusionStage {
     /// A stage running `head` (`version` = `file@sha256-prefix`) with `cfg`'s threshold and debounce.
+    /// The fusion stage a config asks for: `None` when `fusion.enabled` is off or no model stage
+    /// (faces with `face_labels`, or words when `has_text`) feeds it; the head is loaded and
+    /// checked against the face labels here.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        face_labels: Option<&[String]>,
+        has_text: bool,
+    ) -> crate::Result<Option<Self>> {
+        if !cfg.fusion.enabled || (face_labels.is_none() && !has_text) {
+            return Ok(None);
+        }
+        let (path, entry) = crate::model::locate(&cfg.models.dir, super::head::HEAD, cfg.models.verify)?;
+        let version = entry.version();
+        let h = FusionHead::load(&path, &entry, face_labels)?;
+        Ok(Some(Self::new(h, version, &cfg.fusion)))
+    }
+
     pub fn new(head: FusionHead, version: String, cfg: &FusionConfig) -> Self {
         FusionStage {
             head,

@@ -59,8 +59,7 @@ impl SpeechStages {
         let mut v = self.text.as_ref().map(|t| t.versions()).unwrap_or_default();
         v.insert("asr".into(), self.asr.version());
         if let Some(h) = &self.voice {
-            let file = h.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            v.insert("voice".into(), file);
+            v.insert("voice".into(), h.version());
         }
         v
     }
@@ -117,12 +116,14 @@ pub struct Topology {
 }
 
 mod branches;
+mod build;
 mod output;
 mod supervisor;
 #[cfg(test)]
 mod tests;
 
 use branches::*;
+pub use build::Endpoints;
 use output::*;
 use supervisor::*;
 

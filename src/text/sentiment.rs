@@ -155,7 +155,7 @@ impl TextModel {
         let mut versions = BTreeMap::new();
         let mut find = |name: &str| -> Result<(PathBuf, ModelEntry)> {
             let (p, e) = model::locate(&models.dir, name, models.verify)?;
-            versions.insert(name.to_string(), format!("{}@{}", e.file, &e.sha256[..12.min(e.sha256.len())]));
+            versions.insert(name.to_string(), e.version());
             Ok((p, e))
         };
         let (tok_path, _) = find(TOKENIZER)?;

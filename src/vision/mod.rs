@@ -32,7 +32,7 @@ impl VisionModels {
         let mut versions = BTreeMap::new();
         let mut find = |name: &str| -> Result<(std::path::PathBuf, model::ModelEntry)> {
             let (p, e) = model::locate(&models.dir, name, models.verify)?;
-            versions.insert(name.to_string(), format!("{}@{}", e.file, &e.sha256[..12.min(e.sha256.len())]));
+            versions.insert(name.to_string(), e.version());
             Ok((p, e))
         };
         let (det_path, _) = find("face_detection")?;
@@ -77,6 +77,16 @@ impl VisionStage {
     /// A stage that runs the face models.
     pub fn with_models(models: VisionModels) -> Self {
         VisionStage { models: Some(models), ..Default::default() }
+    }
+
+    /// The vision stage a config asks for: with the face models (loaded and checked here) when
+    /// `vision.enabled`, else frame statistics only.
+    pub fn from_config(cfg: &crate::config::Config) -> crate::Result<Self> {
+        Ok(if cfg.vision.enabled {
+            VisionStage::with_models(VisionModels::load(&cfg.models, &cfg.vision)?)
+        } else {
+            VisionStage::new()
+        })
     }
 
     /// The loaded models, when the stage runs them.
