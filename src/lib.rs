@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod fusion;
+pub mod labels;
 pub mod message;
 pub mod model;
 pub mod pipeline;

@@ -305,15 +305,109 @@ pub struct AlertMessage {
     pub transcript: Option<String>,
 }
 
-/// Per-modality summaries.
+/// Per-modality summaries; each is null while its stage does not exist.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Modalities {
     /// Face summary (vision stages).
-    pub face: Option<serde_json::Value>,
-    /// Voice prosody summary.
-    pub voice: Option<serde_json::Value>,
+    pub face: Option<FaceSummary>,
+    /// Voice-emotion summary (the voice head on Whisper's encoder output).
+    pub voice: Option<VoiceSummary>,
     /// Text sentiment summary.
-    pub text: Option<serde_json::Value>,
+    pub text: Option<TextSummary>,
+}
+
+// The summaries' fields are in alphabetical order: the published JSON stays byte-identical to the
+// hand-built objects these types replaced (serde_json's maps are sorted).
+
+/// `modalities.face`: what the vision stages measured in the interval; expression, cues, box and
+/// presence are null when no face was seen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaceSummary {
+    /// Mean face box `[x, y, width, height]` in pixels of the analysed frame.
+    #[serde(rename = "box")]
+    pub bbox: Option<Vec<f64>>,
+    /// Mean facial cues (head pose in degrees, smile, brow gap, eye and mouth opening, face size,
+    /// blinks per minute, share of frames looking away).
+    pub cues: Option<BTreeMap<String, f64>>,
+    /// Frames on which the face detector ran (the rest were tracked).
+    pub detector_runs: u64,
+    /// The expression with the highest mean probability.
+    pub dominant: Option<String>,
+    /// Mean expression probabilities, by label.
+    pub expression: Option<BTreeMap<String, f64>>,
+    /// Analysed frames with a face.
+    pub face_frames: u64,
+    /// Analysed frames.
+    pub frames: u64,
+    /// Mean landmark-model face presence score.
+    pub presence_mean: Option<f64>,
+    /// A face was seen in the interval.
+    pub present: bool,
+    /// Mean vision processing time per frame, milliseconds (wall clock: differs per run).
+    pub process_ms_mean: f64,
+}
+
+/// The voice's dominant emotion over the eight RAVDESS classes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VoiceEmotion {
+    /// Probability of `label`.
+    pub confidence: f64,
+    /// The most probable emotion.
+    pub label: String,
+    /// Probability of each emotion.
+    pub probs: BTreeMap<String, f64>,
+}
+
+/// `modalities.voice`: duration-weighted voice estimates of the interval's utterances; all null
+/// (and `present` false) when no utterance had one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VoiceSummary {
+    /// The eight-class voice emotion.
+    pub emotion: Option<VoiceEmotion>,
+    /// Probability that the voice is negative.
+    pub negative: Option<f64>,
+    /// Some utterance had a voice estimate.
+    pub present: bool,
+    /// The emotion folded to negative/neutral/positive.
+    pub sentiment: Option<Sentiment>,
+    /// Utterances with a voice estimate.
+    pub utterances: u64,
+    /// P(positive) − P(negative).
+    pub valence: Option<f64>,
+}
+
+/// One transcribed utterance in `modalities.text.segments` (opt-in, redacted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TextSegment {
+    /// Media time of its end, seconds.
+    pub end_s: f64,
+    /// Media time of its start, seconds.
+    pub start_s: f64,
+    /// The redacted words.
+    pub text: String,
+}
+
+/// `modalities.text`: the interval's utterances and their duration-weighted text sentiment; the
+/// transcript and its segments only with `privacy.publish_transcripts` (redacted), else null.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TextSummary {
+    /// Somebody spoke in the interval.
+    pub present: bool,
+    /// The utterances with their media-time spans (opt-in).
+    pub segments: Option<Vec<TextSegment>>,
+    /// Text sentiment; null when no utterance's sentiment was estimated.
+    pub sentiment: Option<Sentiment>,
+    /// Seconds of speech.
+    pub speech_s: f64,
+    /// The redacted transcript (opt-in).
+    pub transcript: Option<String>,
+    /// Utterances that count in the interval.
+    pub utterances: u64,
+    /// Words in them.
+    pub words: u64,
 }
 
 /// What the sources delivered during an interval.

@@ -27,7 +27,7 @@ pub enum Split {
 }
 
 /// Sentiment classes, in the head's order.
-pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
+pub use crate::labels::SENTIMENTS;
 
 /// One generated pair.
 #[derive(Debug, Clone, PartialEq)]

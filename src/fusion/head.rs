@@ -39,13 +39,6 @@ impl Fused {
     }
 }
 
-fn softmax(logits: &[f32], t: f32) -> [f32; 3] {
-    let m = logits.iter().fold(f32::MIN, |a, &b| a.max(b / t));
-    let e: Vec<f32> = logits.iter().map(|&l| (l / t - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    [e[0] / s, e[1] / s, e[2] / s]
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -157,7 +150,7 @@ impl FusionHead {
             }
         }
         Ok(Some(Fused {
-            probs: softmax(logits, self.temperature),
+            probs: crate::labels::softmax3(logits, self.temperature),
             incongruence: sigmoid(inc[0] / self.incongruence_temperature),
             attention,
         }))
@@ -319,7 +312,7 @@ impl EarlyFusion {
         let out = self.model.run_f32(vec![(&[1, dim], f)])?;
         let (logits, inc) = (&out[0], out.get(1).and_then(|v| v.first()).copied().unwrap_or(f32::MIN));
         Ok(Some(Fused {
-            probs: softmax(logits, self.temperature),
+            probs: crate::labels::softmax3(logits, self.temperature),
             incongruence: sigmoid(inc),
             attention: BTreeMap::new(),
         }))

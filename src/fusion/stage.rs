@@ -5,7 +5,7 @@
 use super::head::FusionHead;
 use super::tokens::{IntervalTokens, Modality};
 use crate::config::FusionConfig;
-use crate::message::{AlertMessage, FusionInfo, Incongruence, IntervalReport, Sentiment, ALERT_SCHEMA};
+use crate::message::{AlertMessage, FusionInfo, Incongruence, IntervalReport, ALERT_SCHEMA};
 use std::collections::BTreeMap;
 
 /// Debounce state of the alert: fires after `after` consecutive flagged intervals, then stays
@@ -108,7 +108,7 @@ impl FusionStage {
     /// Fills `report` from `toks`; returns an alert when this interval raises one. An inference
     /// failure is logged and leaves the fused fields null (the interval is still published).
     pub fn apply(&mut self, report: &mut IntervalReport, toks: &IntervalTokens) -> Option<AlertMessage> {
-        let r = |v: f64| (v * 10000.0).round() / 10000.0;
+        let r = crate::labels::round4;
         let fused = match self.head.predict(toks) {
             Ok(f) => f,
             Err(e) => {
@@ -176,17 +176,7 @@ impl FusionStage {
         let both = nonverbal && !toks.texts.is_empty();
         if let Some(f) = &fused {
             let p = f.probs.map(|v| v as f64);
-            let k = f.label();
-            report.sentiment = Some(Sentiment {
-                label: crate::eval::pairs::SENTIMENTS[k].to_string(),
-                score: r((p[2] - p[0]).clamp(-1.0, 1.0)),
-                probs: crate::eval::pairs::SENTIMENTS
-                    .iter()
-                    .zip(p)
-                    .map(|(l, v)| (l.to_string(), r(v)))
-                    .collect(),
-                confidence: r(p[k]),
-            });
+            report.sentiment = Some(crate::labels::sentiment_of(p));
             if both {
                 report.incongruence = Some(Incongruence {
                     probability: r(f.incongruence as f64),
@@ -194,7 +184,7 @@ impl FusionStage {
                 });
             }
         }
-        let words = report.modalities.text.as_ref().and_then(|t| t["transcript"].as_str()).map(String::from);
+        let words = report.modalities.text.as_ref().and_then(|t| t.transcript.clone());
         if let Some(w) = words.filter(|w| !w.is_empty()) {
             self.recent_words.push((report.seq, w));
         }
@@ -224,19 +214,9 @@ impl FusionStage {
             probability: r(run.iter().map(|x| x.3).sum::<f64>() / run.len() as f64),
             threshold: self.threshold as f64,
             sentiment: report.sentiment.clone(),
-            face: report.modalities.face.as_ref().and_then(|f| f["dominant"].as_str()).map(String::from),
-            voice: report
-                .modalities
-                .voice
-                .as_ref()
-                .and_then(|v| v["emotion"]["label"].as_str())
-                .map(String::from),
-            words: report
-                .modalities
-                .text
-                .as_ref()
-                .and_then(|t| t["sentiment"]["label"].as_str())
-                .map(String::from),
+            face: report.modalities.face.as_ref().and_then(|f| f.dominant.clone()),
+            voice: report.modalities.voice.as_ref().and_then(|v| Some(v.emotion.as_ref()?.label.clone())),
+            words: report.modalities.text.as_ref().and_then(|t| Some(t.sentiment.as_ref()?.label.clone())),
             transcript: (!transcript.is_empty()).then(|| transcript.join(" ")),
         })
     }

@@ -6,7 +6,8 @@ use super::stage::FusionStage;
 use super::tokens::{FaceToken, IntervalTokens, TextToken, VoiceToken};
 use crate::message::{
     rfc3339, AlertMessage, AudioInput, Envelope, Event, Inputs, IntervalReport, IntervalSpan, Modalities,
-    Observation, VideoInput, AUDIO_RATE, INTERVAL_SCHEMA,
+    Observation, TextSegment, TextSummary, VideoInput, VoiceEmotion, VoiceSummary, AUDIO_RATE,
+    INTERVAL_SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -332,13 +333,12 @@ impl IntervalWindow {
 /// duration-weighted voice emotion (`emotion` over the eight classes, `sentiment` folded to
 /// negative/neutral/positive, `negative` probability and `valence`); `sentiment` etc. are null
 /// when no utterance has one.
-pub fn voice_summary(utts: &[crate::message::UtteranceObs]) -> serde_json::Value {
+pub fn voice_summary(utts: &[crate::message::UtteranceObs]) -> VoiceSummary {
     use crate::audio::voice::LABELS as EMOTIONS;
-    const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
-    let r = |v: f64| (v * 10000.0).round() / 10000.0;
+    use crate::labels::{argmax, round4 as r, sentiment_of};
     let mut probs = [0.0f64; EMOTIONS.len()];
     let mut sent = [0.0f64; 3];
-    let (mut weight, mut n) = (0.0, 0usize);
+    let (mut weight, mut n) = (0.0, 0u64);
     for u in utts {
         if let Some(v) = &u.voice {
             let w = (u.end - u.start).max(0.1);
@@ -353,38 +353,30 @@ pub fn voice_summary(utts: &[crate::message::UtteranceObs]) -> serde_json::Value
         }
     }
     if weight == 0.0 {
-        return serde_json::json!({
-            "present": false, "utterances": 0, "emotion": null, "sentiment": null,
-            "negative": null, "valence": null,
-        });
+        return VoiceSummary::default();
     }
     let p: Vec<f64> = probs.iter().map(|v| v / weight).collect();
-    let s: Vec<f64> = sent.iter().map(|v| v / weight).collect();
-    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-    let best3 = (0..3).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap_or(1);
-    let emotion_probs: serde_json::Map<String, serde_json::Value> =
-        EMOTIONS.iter().zip(&p).map(|(l, v)| (l.to_string(), r(*v).into())).collect();
-    serde_json::json!({
-        "present": true,
-        "utterances": n,
-        "emotion": {"label": EMOTIONS[best], "confidence": r(p[best]), "probs": emotion_probs},
-        "sentiment": {
-            "label": LABELS[best3],
-            "score": r(s[2] - s[0]),
-            "probs": {"negative": r(s[0]), "neutral": r(s[1]), "positive": r(s[2])},
-            "confidence": r(s[best3]),
-        },
-        "negative": r(s[0]),
-        "valence": r(s[2] - s[0]),
-    })
+    let s = sent.map(|v| v / weight);
+    let best = argmax(&p, 0);
+    VoiceSummary {
+        emotion: Some(VoiceEmotion {
+            confidence: r(p[best]),
+            label: EMOTIONS[best].to_string(),
+            probs: EMOTIONS.iter().zip(&p).map(|(l, v)| (l.to_string(), r(*v))).collect(),
+        }),
+        negative: Some(r(s[0])),
+        present: true,
+        sentiment: Some(sentiment_of(s)),
+        utterances: n,
+        valence: Some(r(s[2] - s[0])),
+    }
 }
 
 /// The `modalities.text` object: utterances in the interval, their duration-weighted text
 /// sentiment (null when none was estimated), and — only when opted in — the redacted transcript
 /// and its utterances with media-time start/end (`segments`).
-pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: bool) -> serde_json::Value {
-    const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
-    let r = |v: f64| (v * 10000.0).round() / 10000.0;
+pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: bool) -> TextSummary {
+    use crate::labels::{round4 as r, sentiment_of};
     let mut probs = [0.0f64; 3];
     let mut weight = 0.0;
     for u in utts {
@@ -396,39 +388,28 @@ pub fn text_summary(utts: &[crate::message::UtteranceObs], publish_transcripts: 
             weight += w;
         }
     }
-    let sentiment = if weight > 0.0 {
-        let p: Vec<f64> = probs.iter().map(|v| v / weight).collect();
-        let best = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(1);
-        serde_json::json!({
-            "label": LABELS[best],
-            "score": r(p[2] - p[0]),
-            "probs": {"negative": r(p[0]), "neutral": r(p[1]), "positive": r(p[2])},
-            "confidence": r(p[best]),
-        })
-    } else {
-        serde_json::Value::Null
-    };
-    let (transcript, timed) = if publish_transcripts && !utts.is_empty() {
+    let sentiment = (weight > 0.0).then(|| sentiment_of(probs.map(|v| v / weight)));
+    let (transcript, segments) = if publish_transcripts && !utts.is_empty() {
         let redacted: Vec<String> = utts.iter().map(|u| crate::text::redact::redact(u.text.trim())).collect();
-        let timed: Vec<serde_json::Value> = utts
+        let segments = utts
             .iter()
             .zip(&redacted)
-            .map(|(u, t)| serde_json::json!({"start_s": r(u.start), "end_s": r(u.end), "text": t}))
+            .map(|(u, t)| TextSegment { end_s: r(u.end), start_s: r(u.start), text: t.clone() })
             .collect();
-        (serde_json::Value::from(redacted.join(" ")), serde_json::Value::from(timed))
+        (Some(redacted.join(" ")), Some(segments))
     } else {
-        (serde_json::Value::Null, serde_json::Value::Null)
+        (None, None)
     };
-    serde_json::json!({
-        "present": !utts.is_empty(),
-        "utterances": utts.len(),
+    TextSummary {
+        present: !utts.is_empty(),
+        segments,
+        sentiment,
         // `+ 0.0`: an empty f64 sum is -0.0.
-        "speech_s": r(utts.iter().map(|u| u.end - u.start).sum::<f64>() + 0.0),
-        "words": utts.iter().map(|u| u.text.split_whitespace().count()).sum::<usize>(),
-        "sentiment": sentiment,
-        "transcript": transcript,
-        "segments": timed,
-    })
+        speech_s: r(utts.iter().map(|u| u.end - u.start).sum::<f64>() + 0.0),
+        transcript,
+        utterances: utts.len() as u64,
+        words: utts.iter().map(|u| u.text.split_whitespace().count() as u64).sum(),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 
 use super::{summarize, thumbs, ReportOptions, Session, Summary};
 use crate::message::IntervalReport;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -162,14 +161,6 @@ fn span_words(secs: f64) -> String {
 
 fn pct(x: f64) -> String {
     format!("{:.0} %", x * 100.0)
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 /// `neg`/`neu`/`pos` for a sentiment label.
@@ -394,21 +385,11 @@ fn interval_table(o: &mut String, s: &Session) {
             .as_ref()
             .map(|i| format!("{:.2}{}", i.probability, if i.flag { " flagged" } else { "" }))
             .unwrap_or_else(|| "—".into());
-        let face = r.modalities.face.as_ref().and_then(|f| text_of(f, "dominant")).unwrap_or("—");
-        let voice = r
-            .modalities
-            .voice
-            .as_ref()
-            .and_then(|v| v.get("emotion"))
-            .and_then(|e| text_of(e, "label"))
-            .unwrap_or("—");
-        let speech = r
-            .modalities
-            .text
-            .as_ref()
-            .and_then(|x| num(x, "speech_s"))
-            .map(|v| format!("{v:.1}"))
-            .unwrap_or_else(|| "—".into());
+        let face = r.modalities.face.as_ref().and_then(|f| f.dominant.as_deref()).unwrap_or("—");
+        let voice =
+            r.modalities.voice.as_ref().and_then(|v| v.emotion.as_ref()).map_or("—", |e| e.label.as_str());
+        let speech =
+            r.modalities.text.as_ref().map(|x| format!("{:.1}", x.speech_s)).unwrap_or_else(|| "—".into());
         w!(
             o,
             "<tr><td>{}</td><td>{}–{}</td><td>{sent}</td><td>{conf}</td><td>{att}</td><td>{inc}</td><td>{}</td><td>{}</td><td>{speech}</td></tr>",

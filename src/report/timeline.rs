@@ -99,32 +99,21 @@ fn hover_text(r: &IntervalReport) -> String {
         w!(t, "\nincongruence {:.2}{}", i.probability, if i.flag { " FLAGGED" } else { "" });
     }
     if let Some(f) = &r.modalities.face {
-        match text_of(f, "dominant") {
-            Some(d) => w!(
-                t,
-                "\nface {d} (in {}/{} frames)",
-                f.get("face_frames").and_then(Value::as_u64).unwrap_or(0),
-                f.get("frames").and_then(Value::as_u64).unwrap_or(0)
-            ),
+        match &f.dominant {
+            Some(d) => w!(t, "\nface {d} (in {}/{} frames)", f.face_frames, f.frames),
             None => t.push_str("\nno face"),
         }
     }
     if let Some(v) = &r.modalities.voice {
-        if let Some(e) = v.get("emotion").filter(|e| !e.is_null()) {
-            w!(
-                t,
-                "\nvoice {} ({:.2})",
-                text_of(e, "label").unwrap_or("?"),
-                num(e, "confidence").unwrap_or(0.0)
-            );
+        if let Some(e) = &v.emotion {
+            w!(t, "\nvoice {} ({:.2})", e.label, e.confidence);
         }
     }
     if let Some(x) = &r.modalities.text {
-        let words = x.get("words").and_then(Value::as_u64).unwrap_or(0);
-        if words > 0 {
-            w!(t, "\nspeech {:.1} s, {words} words", num(x, "speech_s").unwrap_or(0.0));
-            if let Some(s) = x.get("sentiment").filter(|s| !s.is_null()) {
-                w!(t, ", words {}", text_of(s, "label").unwrap_or("?"));
+        if x.words > 0 {
+            w!(t, "\nspeech {:.1} s, {} words", x.speech_s, x.words);
+            if let Some(s) = &x.sentiment {
+                w!(t, ", words {}", s.label);
             }
         }
     }
@@ -168,16 +157,14 @@ pub(super) fn timeline(o: &mut String, k: usize, s: &Session, sum: &Summary, opt
     let l = lanes();
     let width = LABEL_W + ax.width() + RIGHT_PAD;
     let thr = threshold(s, opts);
-    let has_voice = s.intervals.iter().any(|r| r.modalities.voice.as_ref().is_some_and(|v| !v.is_null()));
+    let has_voice = s.intervals.iter().any(|r| r.modalities.voice.is_some());
     let has_video = s.intervals.iter().any(|r| r.inputs.video.is_some() || r.modalities.face.is_some());
     let segments: Vec<(f64, f64, String)> = s
         .intervals
         .iter()
-        .filter_map(|r| r.modalities.text.as_ref()?.get("segments")?.as_array())
+        .filter_map(|r| r.modalities.text.as_ref()?.segments.as_ref())
         .flatten()
-        .filter_map(|g| {
-            Some((num(g, "start_s")?, num(g, "end_s")?, text_of(g, "text").unwrap_or("").to_string()))
-        })
+        .map(|g| (g.start_s, g.end_s, g.text.clone()))
         .collect();
 
     o.push_str("<h3>Timeline</h3>\n<div class=\"scroll\">");
@@ -359,9 +346,8 @@ pub(super) fn timeline(o: &mut String, k: usize, s: &Session, sum: &Summary, opt
             rect(o, class, bx, bw, l.incongruence.bottom(), l.incongruence.unit(i.probability), 1.0);
         }
         if let Some(f) = &r.modalities.face {
-            let frames = f.get("frames").and_then(Value::as_u64).unwrap_or(0);
-            let seen = f.get("face_frames").and_then(Value::as_u64).unwrap_or(0);
-            match text_of(f, "dominant") {
+            let (frames, seen) = (f.frames, f.face_frames);
+            match f.dominant.as_deref() {
                 Some(d) if seen > 0 => {
                     let share = if frames > 0 { seen as f64 / frames as f64 } else { 1.0 };
                     rect(o, expression_class(d), bx, bw, l.face.bottom(), l.face.unit(share), 1.0);
@@ -379,13 +365,13 @@ pub(super) fn timeline(o: &mut String, k: usize, s: &Session, sum: &Summary, opt
                 _ => rect(o, "na", bx, bw, l.face.bottom() - 6.0, l.face.bottom(), 6.0),
             }
         }
-        if let Some(v) = r.modalities.voice.as_ref().filter(|v| !v.is_null()) {
-            let val = num(v, "valence");
-            let label = v.get("sentiment").and_then(|s| text_of(s, "label")).unwrap_or("neutral");
+        if let Some(v) = &r.modalities.voice {
+            let val = v.valence;
+            let label = v.sentiment.as_ref().map_or("neutral", |s| s.label.as_str());
             match val {
                 Some(val) => {
                     rect(o, label_class(label), bx, bw, l.voice.mid(), l.voice.signed(val), 2.0);
-                    if let Some(e) = v.get("emotion").and_then(|e| text_of(e, "label")) {
+                    if let Some(e) = v.emotion.as_ref().map(|e| e.label.as_str()) {
                         if bw >= 6.5 * e.len() as f64 {
                             let ty = if val < 0.0 { l.voice.y + 10.0 } else { l.voice.bottom() - 2.0 };
                             w!(o, "<text class=\"el\" x=\"{:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{}</text>", bx + bw / 2.0, esc(e));
@@ -397,7 +383,7 @@ pub(super) fn timeline(o: &mut String, k: usize, s: &Session, sum: &Summary, opt
         }
         if segments.is_empty() {
             if let Some(x) = &r.modalities.text {
-                let sp = num(x, "speech_s").unwrap_or(0.0);
+                let sp = x.speech_s;
                 if sp > 0.0 {
                     let frac = (sp / (r.interval.end_s - r.interval.start_s)).clamp(0.0, 1.0);
                     w!(

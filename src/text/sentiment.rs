@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Class names in the head's output order.
-pub const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+pub use crate::labels::SENTIMENTS as LABELS;
 
 /// Manifest name of the tokenizer file.
 pub const TOKENIZER: &str = "text_tokenizer";
@@ -86,22 +86,13 @@ impl SentimentHead {
 
     /// Calibrated probabilities: softmax(logits / temperature).
     pub fn probs(&mut self, embedding: &[f32]) -> Result<[f32; 3]> {
-        Ok(softmax_t(self.logits(embedding)?, self.temperature))
+        Ok(crate::labels::softmax3(&self.logits(embedding)?, self.temperature))
     }
 
     /// The calibration temperature from the manifest.
     pub fn temperature(&self) -> f32 {
         self.temperature
     }
-}
-
-/// softmax(logits / t), computed stably.
-pub fn softmax_t(logits: [f32; 3], t: f32) -> [f32; 3] {
-    let z = logits.map(|l| l / t);
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e = z.map(|v| (v - m).exp());
-    let s: f32 = e.iter().sum();
-    e.map(|v| v / s)
 }
 
 /// What one text says: calibrated class probabilities, the winning label, a signed score and
@@ -206,17 +197,6 @@ impl TextModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softmax_with_temperature() {
-        let p = softmax_t([1.0, 2.0, 3.0], 1.0);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(p[2] > p[1] && p[1] > p[0]);
-        let hot = softmax_t([1.0, 2.0, 3.0], 2.0);
-        assert!(hot[2] < p[2], "a higher temperature flattens");
-        let big = softmax_t([1000.0, 0.0, -1000.0], 1.0);
-        assert!(big.iter().all(|v| v.is_finite()) && (big[0] - 1.0).abs() < 1e-6);
-    }
 
     #[test]
     fn sentiment_fields() {

@@ -42,13 +42,7 @@ pub fn expression_roi(lm: &Landmarks) -> Roi {
     r
 }
 
-/// Softmax of `logits / t`.
-pub fn softmax_t(logits: &[f32], t: f32) -> Vec<f32> {
-    let m = logits.iter().fold(f32::MIN, |a, &b| a.max(b / t));
-    let e: Vec<f32> = logits.iter().map(|&l| (l / t - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
-}
+pub use crate::labels::softmax_t;
 
 /// Crop side and pixel range from the manifest entry (`input_size`, `input_range`), with the
 /// fer baseline's 64 and [-1, 1] when absent.

@@ -239,21 +239,20 @@ impl FaceAcc {
         self.detector_runs += f.detector_ran as u64;
     }
 
-    /// The `modalities.face` object: measured values only; expression and cues null without a face.
-    pub fn summary(&self, labels: &[String], interval_s: f64) -> serde_json::Value {
+    /// The `modalities.face` object: measured values only; expression, cues, box and presence
+    /// are null without a face.
+    pub fn summary(&self, labels: &[String], interval_s: f64) -> crate::message::FaceSummary {
+        use crate::labels::round4 as r;
         let n = self.faces.max(1) as f64;
-        let r = |v: f64| (v * 10000.0).round() / 10000.0;
-        let (expression, dominant, cues) = if self.faces == 0 {
-            (serde_json::Value::Null, serde_json::Value::Null, serde_json::Value::Null)
+        let seen = self.faces > 0;
+        let expression =
+            seen.then(|| labels.iter().zip(&self.expression).map(|(l, s)| (l.clone(), r(s / n))).collect());
+        let dominant = if seen {
+            labels.iter().zip(&self.expression).max_by(|a, b| a.1.total_cmp(b.1)).map(|(l, _)| l.clone())
         } else {
-            let probs: serde_json::Map<String, serde_json::Value> =
-                labels.iter().zip(&self.expression).map(|(l, s)| (l.clone(), r(s / n).into())).collect();
-            let dom = labels
-                .iter()
-                .zip(&self.expression)
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(l, _)| serde_json::Value::from(l.clone()))
-                .unwrap_or(serde_json::Value::Null);
+            None
+        };
+        let cues = seen.then(|| {
             let names = [
                 "roll_deg",
                 "yaw_deg",
@@ -264,29 +263,24 @@ impl FaceAcc {
                 "mouth_open",
                 "face_size",
             ];
-            let mut cues: serde_json::Map<String, serde_json::Value> =
-                names.iter().zip(&self.cues).map(|(k, s)| (k.to_string(), r(s / n).into())).collect();
-            cues.insert("blinks_per_min".into(), r(self.blinks as f64 * 60.0 / interval_s.max(1e-3)).into());
-            cues.insert("averted_ratio".into(), r(self.averted as f64 / n).into());
-            (serde_json::Value::Object(probs), dom, serde_json::Value::Object(cues))
-        };
-        let bbox = if self.faces == 0 {
-            serde_json::Value::Null
-        } else {
-            serde_json::json!(self.bbox.iter().map(|v| (v / n).round()).collect::<Vec<f64>>())
-        };
-        serde_json::json!({
-            "present": self.faces > 0,
-            "box": bbox,
-            "frames": self.frames,
-            "face_frames": self.faces,
-            "presence_mean": if self.faces == 0 { serde_json::Value::Null } else { r(self.presence / n).into() },
-            "expression": expression,
-            "dominant": dominant,
-            "cues": cues,
-            "detector_runs": self.detector_runs,
-            "process_ms_mean": r(self.process_ms / self.frames.max(1) as f64),
-        })
+            let mut cues: BTreeMap<String, f64> =
+                names.iter().zip(&self.cues).map(|(k, s)| (k.to_string(), r(s / n))).collect();
+            cues.insert("blinks_per_min".into(), r(self.blinks as f64 * 60.0 / interval_s.max(1e-3)));
+            cues.insert("averted_ratio".into(), r(self.averted as f64 / n));
+            cues
+        });
+        crate::message::FaceSummary {
+            bbox: seen.then(|| self.bbox.iter().map(|v| (v / n).round()).collect()),
+            cues,
+            detector_runs: self.detector_runs,
+            dominant,
+            expression,
+            face_frames: self.faces,
+            frames: self.frames,
+            presence_mean: seen.then(|| r(self.presence / n)),
+            present: seen,
+            process_ms_mean: r(self.process_ms / self.frames.max(1) as f64),
+        }
     }
 }
 
@@ -336,12 +330,12 @@ mod tests {
             acc.add(&mk(eye, p));
         }
         acc.add(&FrameObs { face: None, ..mk(0.3, 1.0) });
-        let s = acc.summary(&labels, 5.0);
+        let s = serde_json::to_value(acc.summary(&labels, 5.0)).unwrap();
         assert_eq!(s["frames"], 5);
         assert_eq!(s["face_frames"], 4);
         assert_eq!(s["expression"]["a"], 0.5);
         assert_eq!(s["cues"]["blinks_per_min"], 24.0, "2 blinks in 5 s");
-        let empty = FaceAcc::default().summary(&labels, 5.0);
+        let empty = serde_json::to_value(FaceAcc::default().summary(&labels, 5.0)).unwrap();
         assert_eq!(empty["present"], false);
         assert!(empty["expression"].is_null() && empty["cues"].is_null());
     }
