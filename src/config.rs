@@ -350,6 +350,11 @@ pub struct VisionConfig {
     pub min_face_presence: f32,
     /// Manifest name of the expression model (`expression` = fer's mini-XCEPTION with flip averaging, `expression_baseline` = it alone).
     pub expression_model: String,
+    /// Whose face is analysed: `"largest"`, `"most_central"` or `{ region = [x0, y0, x1, y1] }`
+    /// (fractions of the frame; faces centred outside are never scored). See src/vision/customer.rs.
+    pub customer: crate::vision::customer::CustomerPolicy,
+    /// A customer unseen for longer than this (media seconds) has left: the next face is a new customer.
+    pub customer_gap_s: f64,
 }
 
 impl Default for VisionConfig {
@@ -359,6 +364,8 @@ impl Default for VisionConfig {
             min_detection_score: 0.5,
             min_face_presence: 0.5,
             expression_model: "expression".into(),
+            customer: Default::default(),
+            customer_gap_s: 2.0,
         }
     }
 }
@@ -652,6 +659,12 @@ impl Config {
         if !(0.0..=1.0).contains(&v.min_face_presence) {
             return bad("vision.min_face_presence", &v.min_face_presence, "allowed: 0 to 1");
         }
+        if let Err(why) = v.customer.check() {
+            return bad("vision.customer", &v.customer, &why);
+        }
+        if !(v.customer_gap_s.is_finite() && (0.0..=600.0).contains(&v.customer_gap_s)) {
+            return bad("vision.customer_gap_s", &v.customer_gap_s, "allowed: 0 to 600 seconds");
+        }
         let sp = &self.speech;
         if !(1..=16).contains(&sp.asr_threads) {
             return bad("speech.asr_threads", &sp.asr_threads, "allowed: 1 to 16");
@@ -928,6 +941,28 @@ mod tests {
         assert!(e.contains("device_id") && e.contains("kiosk/7"), "{e}");
         let e = parse("[pipeline]\nvideo_overflow = \"sometimes\"\n").unwrap_err().to_string();
         assert!(e.contains("block") && e.contains("drop_oldest"), "{e}");
+    }
+
+    #[test]
+    fn customer_choice_is_parsed_and_checked() {
+        use crate::vision::customer::CustomerPolicy;
+        assert_eq!(parse("").unwrap().vision.customer, CustomerPolicy::Largest);
+        let c = parse("[vision]\ncustomer = \"most_central\"\n").unwrap();
+        assert_eq!(c.vision.customer, CustomerPolicy::MostCentral);
+        let c = parse("[vision]\ncustomer = { region = [0.5, 0.0, 1.0, 1.0] }\n").unwrap();
+        assert_eq!(c.vision.customer, CustomerPolicy::Region([0.5, 0.0, 1.0, 1.0]));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c, "a region round-trips through config check");
+        let e = parse("[vision]\ncustomer = \"biggest\"\n").unwrap_err().to_string();
+        assert!(e.contains("key `vision.customer`") && e.contains("largest") && e.contains("most_central"), "{e}");
+        assert!(e.contains("region"), "{e}");
+        let e = parse("[vision]\ncustomer = { region = [0.6, 0.0, 0.4, 1.0] }\n").unwrap_err().to_string();
+        assert!(
+            e.contains("key `vision.customer` = { region = [0.6, 0, 0.4, 1] }: allowed:")
+                && e.contains("0 <= x0 < x1 <= 1"),
+            "{e}"
+        );
+        let e = parse("[vision]\ncustomer_gap_s = -1.0\n").unwrap_err().to_string();
+        assert!(e.contains("key `vision.customer_gap_s` = -1: allowed: 0 to 600 seconds"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct FaceObs {
     pub cues: crate::vision::cues::Cues,
     /// Calibrated expression probabilities in the model's label order.
     pub expression: Vec<f32>,
+    /// The customer's number in this session (1, 2, …; src/vision/customer.rs).
+    pub customer: u64,
+    /// This face starts a new customer (the previous one left, or it is the first).
+    pub new_customer: bool,
 }
 
 /// What the audio branch reports for one block of audio.

@@ -266,6 +266,8 @@ fn alerts_are_debounced_through_the_window() {
                 detector_ran: false,
                 cues: affectd::vision::cues::Cues { face_size: 0.4, ..Default::default() },
                 expression: f.probs.clone(),
+                customer: 1,
+                new_customer: t == 0.0,
             };
             let obs =
                 FrameObs { seq: 0, t, dropped_before: 0, luma_mean: 0.5, face: Some(face), process_ms: 1.0 };
