@@ -953,7 +953,10 @@ mod tests {
         assert_eq!(c.vision.customer, CustomerPolicy::Region([0.5, 0.0, 1.0, 1.0]));
         assert_eq!(parse(&c.to_toml()).unwrap(), c, "a region round-trips through config check");
         let e = parse("[vision]\ncustomer = \"biggest\"\n").unwrap_err().to_string();
-        assert!(e.contains("key `vision.customer`") && e.contains("largest") && e.contains("most_central"), "{e}");
+        assert!(
+            e.contains("key `vision.customer`") && e.contains("largest") && e.contains("most_central"),
+            "{e}"
+        );
         assert!(e.contains("region"), "{e}");
         let e = parse("[vision]\ncustomer = { region = [0.6, 0.0, 0.4, 1.0] }\n").unwrap_err().to_string();
         assert!(

@@ -101,7 +101,12 @@ fn largest_scores_only_the_larger_face() {
     assert_eq!((both.customer, both.new_customer), (1, true));
     // Its scores are those of that face alone: the other face contributed nothing.
     let alone = face(&mut stage(CustomerPolicy::Largest), &frame(0.0, Some(&big), None)).unwrap();
-    assert!(max_diff(&both.expression, &alone.expression) < 0.02, "{:?} vs {:?}", both.expression, alone.expression);
+    assert!(
+        max_diff(&both.expression, &alone.expression) < 0.02,
+        "{:?} vs {:?}",
+        both.expression,
+        alone.expression
+    );
     assert!(max_diff(&both.bbox, &alone.bbox) < 2.0, "{:?} vs {:?}", both.bbox, alone.bbox);
 }
 

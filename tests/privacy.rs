@@ -156,8 +156,10 @@ fn nothing_identifying_is_published_or_written_with_transcripts_off() {
     let control = scan("transcripts-on output", &with_transcripts, &spoken);
     assert!(control.iter().any(|f| f.contains("spoken word")), "{control:?}");
     assert!(control.iter().any(|f| f.contains("spoken words `")), "{control:?}");
-    let planted = [&b"{\"face\":\"\xFF\xD8\xFF\xE0\",\"v\":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.3]}"[..],
-        format!("\"img\":\"{}\"", "QUJD".repeat(20)).as_bytes()]
+    let planted = [
+        &b"{\"face\":\"\xFF\xD8\xFF\xE0\",\"v\":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.3]}"[..],
+        format!("\"img\":\"{}\"", "QUJD".repeat(20)).as_bytes(),
+    ]
     .concat();
     let planted = scan("planted", &planted, &spoken);
     assert!(
@@ -255,7 +257,11 @@ backoff_max_s = 1.0
         .filter(|p| p.extension().is_some_and(|x| x == "msg"))
         .count();
     assert!(records >= 3, "the daemon's intervals were spooled ({records} records)");
-    assert_eq!(intervals_only(&validated_lines(&std::fs::read_to_string(dir.path().join("daemon.jsonl")).unwrap())).len(), 3);
+    assert_eq!(
+        intervals_only(&validated_lines(&std::fs::read_to_string(dir.path().join("daemon.jsonl")).unwrap()))
+            .len(),
+        3
+    );
 
     // Every file both sessions wrote (JSONL, spool records, next_seq), but not the
     // transcripts-on run's config.

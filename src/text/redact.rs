@@ -154,17 +154,21 @@ fn address_end(words: &[&str], i: usize) -> Option<usize> {
     let num = trim_punct(words[i]);
     let digits = num.chars().take_while(|c| c.is_ascii_digit()).count();
     let rest = &num[digits..];
-    if !(1..=5).contains(&digits) || rest.chars().count() > 1 || !rest.chars().all(|c| c.is_ascii_alphabetic()) {
+    if !(1..=5).contains(&digits)
+        || rest.chars().count() > 1
+        || !rest.chars().all(|c| c.is_ascii_alphabetic())
+    {
         return None;
     }
     // One to three capitalised words, then a street type.
     for k in 1..=4 {
-        let Some(w) = words.get(i + k) else { return None };
+        let w = words.get(i + k)?;
         let t = trim_punct(w);
         if k >= 2 && STREET_TYPES.contains(&t.to_ascii_lowercase().as_str()) {
             return Some(i + k + 1);
         }
-        let capitalised = t.chars().next().is_some_and(|c| c.is_uppercase()) && t.chars().all(char::is_alphabetic);
+        let capitalised =
+            t.chars().next().is_some_and(|c| c.is_uppercase()) && t.chars().all(char::is_alphabetic);
         if k == 4 || !capitalised || w.ends_with([',', '.', '!', '?', ';']) {
             return None;
         }

@@ -187,7 +187,9 @@ mod tests {
     #[test]
     fn region_coordinates_are_checked() {
         assert!(CustomerPolicy::Region([0.0, 0.0, 1.0, 1.0]).check().is_ok());
-        for bad in [[0.5, 0.0, 0.5, 1.0], [0.0, 0.0, 1.5, 1.0], [-0.1, 0.0, 1.0, 1.0], [0.0, f64::NAN, 1.0, 1.0]] {
+        for bad in
+            [[0.5, 0.0, 0.5, 1.0], [0.0, 0.0, 1.5, 1.0], [-0.1, 0.0, 1.0, 1.0], [0.0, f64::NAN, 1.0, 1.0]]
+        {
             let e = CustomerPolicy::Region(bad).check().unwrap_err();
             assert!(e.contains("0 <= x0 < x1 <= 1"), "{e}");
         }
