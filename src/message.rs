@@ -87,6 +87,10 @@ pub struct FaceObs {
     pub cues: crate::vision::cues::Cues,
     /// Calibrated expression probabilities in the model's label order.
     pub expression: Vec<f32>,
+    /// The customer's number in this session (1, 2, …; src/vision/customer.rs).
+    pub customer: u64,
+    /// This face starts a new customer (the previous one left, or it is the first).
+    pub new_customer: bool,
 }
 
 /// What the audio branch reports for one block of audio.
@@ -330,6 +334,9 @@ pub struct FaceSummary {
     /// Mean facial cues (head pose in degrees, smile, brow gap, eye and mouth opening, face size,
     /// blinks per minute, share of frames looking away).
     pub cues: Option<BTreeMap<String, f64>>,
+    /// Which customer of the session the figures describe (1, 2, …; `vision.customer`); null
+    /// without a face.
+    pub customer: Option<u64>,
     /// Frames on which the face detector ran (the rest were tracked).
     pub detector_runs: u64,
     /// The expression with the highest mean probability.
@@ -340,6 +347,8 @@ pub struct FaceSummary {
     pub face_frames: u64,
     /// Analysed frames.
     pub frames: u64,
+    /// A new customer's face was first seen in this interval (the figures restart with them).
+    pub new_customer: bool,
     /// Mean landmark-model face presence score.
     pub presence_mean: Option<f64>,
     /// A face was seen in the interval.

@@ -35,6 +35,8 @@ fn bad_configs_name_file_key_and_allowed_values() {
         ("device_id = \"a/b\"\n", "device_id", "A-Z a-z 0-9"),
         ("[sink.jsonl]\nenabled = true\npath = \"\"\n", "sink.jsonl.path", "a file path"),
         ("[pipeline\n", "line 1", "invalid"),
+        ("[vision]\ncustomer = \"clerk\"\n", "key `vision.customer`", "`largest`, `most_central`, `region`"),
+        ("[vision]\ncustomer = { region = [0, 0, 2, 1] }\n", "key `vision.customer`", "0 <= x0 < x1 <= 1"),
     ];
     for (i, (body, key, allowed)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));

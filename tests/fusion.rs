@@ -230,6 +230,29 @@ fn bad_pairs_files_are_clear_errors() {
 #[test]
 #[ignore = "needs AFFECTD_DATA"]
 fn alerts_are_debounced_through_the_window() {
+    let alerts = debounce_episode(None);
+    assert_eq!(alerts.len(), 1, "intervals 0–2 are one episode: one alert, after the second");
+    let a = &alerts[0];
+    assert_eq!((a.intervals.clone(), a.start_s, a.end_s), (vec![0, 1], 0.0, 10.0));
+    assert_eq!(a.kind, "unexpressed_dissatisfaction");
+    assert_eq!(a.words.as_deref(), Some("positive"));
+    assert!(a.transcript.is_none(), "transcripts are not opted in");
+    assert!(schema().is_valid(&serde_json::to_value(a).unwrap()));
+}
+
+#[test]
+#[ignore = "needs AFFECTD_DATA"]
+fn a_new_customer_starts_the_alert_debounce_over() {
+    // Another person from interval 1 on: interval 0's flag is the previous customer's, so the
+    // alert needs intervals 1 and 2.
+    let alerts = debounce_episode(Some(1));
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].intervals.clone(), alerts[0].start_s), (vec![1, 2], 5.0));
+}
+
+/// Intervals 0–2: "Great, thanks" with a frustrated face; 3: with a smile. With
+/// `new_customer_at = Some(k)`, another customer's face takes over from interval k.
+fn debounce_episode(new_customer_at: Option<u64>) -> Vec<affectd::message::AlertMessage> {
     let c = cfg();
     let (p, e) = affectd::model::locate(&c.models.dir, HEAD, true).unwrap();
     let labels = extractor().face_labels();
@@ -254,7 +277,6 @@ fn alerts_are_debounced_through_the_window() {
     let happy = tokens(&faces("happy", 4), "Great, thanks.");
     let mut out = vec![];
     let mut alerts = vec![];
-    // Intervals 0–2: "Great, thanks" with a frustrated face; 3: with a smile.
     for k in 0..4u64 {
         let toks = if k < 3 { &angry } else { &happy };
         for (i, f) in toks.faces.iter().enumerate() {
@@ -266,6 +288,8 @@ fn alerts_are_debounced_through_the_window() {
                 detector_ran: false,
                 cues: affectd::vision::cues::Cues { face_size: 0.4, ..Default::default() },
                 expression: f.probs.clone(),
+                customer: if new_customer_at.is_some_and(|n| k >= n) { 2 } else { 1 },
+                new_customer: i == 0 && (k == 0 || new_customer_at == Some(k)),
             };
             let obs =
                 FrameObs { seq: 0, t, dropped_before: 0, luma_mean: 0.5, face: Some(face), process_ms: 1.0 };
@@ -295,15 +319,9 @@ fn alerts_are_debounced_through_the_window() {
         assert_eq!((f.tokens["face"], f.tokens["text"], f.tokens["voice"]), (4, 1, 0));
         let json = serde_json::to_value(r).unwrap();
         assert!(schema().is_valid(&json), "{json}");
-        if k == 0 {
+        if k == 0 || new_customer_at == Some(k) {
             assert!(alerts.is_empty(), "one flagged interval is not yet an alert");
         }
     }
-    assert_eq!(alerts.len(), 1, "intervals 0–2 are one episode: one alert, after the second");
-    let a = &alerts[0];
-    assert_eq!((a.intervals.clone(), a.start_s, a.end_s), (vec![0, 1], 0.0, 10.0));
-    assert_eq!(a.kind, "unexpressed_dissatisfaction");
-    assert_eq!(a.words.as_deref(), Some("positive"));
-    assert!(a.transcript.is_none(), "transcripts are not opted in");
-    assert!(schema().is_valid(&serde_json::to_value(a).unwrap()));
+    alerts
 }

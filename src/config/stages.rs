@@ -24,6 +24,11 @@ pub struct VisionConfig {
     pub min_face_presence: f32,
     /// Manifest name of the expression model (`expression` = fer's mini-XCEPTION with flip averaging, `expression_baseline` = it alone).
     pub expression_model: String,
+    /// Whose face is analysed: `"largest"`, `"most_central"` or `{ region = [x0, y0, x1, y1] }`
+    /// (fractions of the frame; faces centred outside are never scored). See src/vision/customer.rs.
+    pub customer: crate::vision::customer::CustomerPolicy,
+    /// A customer unseen for longer than this (media seconds) has left: the next face is a new customer.
+    pub customer_gap_s: f64,
 }
 
 impl Default for VisionConfig {
@@ -33,6 +38,8 @@ impl Default for VisionConfig {
             min_detection_score: 0.5,
             min_face_presence: 0.5,
             expression_model: "expression".into(),
+            customer: Default::default(),
+            customer_gap_s: 2.0,
         }
     }
 }
@@ -131,6 +138,12 @@ impl VisionConfig {
         }
         if !(0.0..=1.0).contains(&v.min_face_presence) {
             return bad("vision.min_face_presence", &v.min_face_presence, "allowed: 0 to 1");
+        }
+        if let Err(why) = v.customer.check() {
+            return bad("vision.customer", &v.customer, &why);
+        }
+        if !(v.customer_gap_s.is_finite() && (0.0..=600.0).contains(&v.customer_gap_s)) {
+            return bad("vision.customer_gap_s", &v.customer_gap_s, "allowed: 0 to 600 seconds");
         }
         Ok(())
     }

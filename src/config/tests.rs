@@ -97,6 +97,31 @@ fn out_of_range_values_name_the_key() {
 }
 
 #[test]
+fn customer_choice_is_parsed_and_checked() {
+    use crate::vision::customer::CustomerPolicy;
+    assert_eq!(parse("").unwrap().vision.customer, CustomerPolicy::Largest);
+    let c = parse("[vision]\ncustomer = \"most_central\"\n").unwrap();
+    assert_eq!(c.vision.customer, CustomerPolicy::MostCentral);
+    let c = parse("[vision]\ncustomer = { region = [0.5, 0.0, 1.0, 1.0] }\n").unwrap();
+    assert_eq!(c.vision.customer, CustomerPolicy::Region([0.5, 0.0, 1.0, 1.0]));
+    assert_eq!(parse(&c.to_toml()).unwrap(), c, "a region round-trips through config check");
+    let e = parse("[vision]\ncustomer = \"biggest\"\n").unwrap_err().to_string();
+    assert!(
+        e.contains("key `vision.customer`") && e.contains("largest") && e.contains("most_central"),
+        "{e}"
+    );
+    assert!(e.contains("region"), "{e}");
+    let e = parse("[vision]\ncustomer = { region = [0.6, 0.0, 0.4, 1.0] }\n").unwrap_err().to_string();
+    assert!(
+        e.contains("key `vision.customer` = { region = [0.6, 0, 0.4, 1] }: allowed:")
+            && e.contains("0 <= x0 < x1 <= 1"),
+        "{e}"
+    );
+    let e = parse("[vision]\ncustomer_gap_s = -1.0\n").unwrap_err().to_string();
+    assert!(e.contains("key `vision.customer_gap_s` = -1: allowed: 0 to 600 seconds"), "{e}");
+}
+
+#[test]
 fn wrong_type_is_reported() {
     let e = parse("[pipeline]\nanalysis_fps = \"ten\"\n").unwrap_err().to_string();
     assert!(e.contains("key `pipeline.analysis_fps`"), "{e}");

@@ -66,6 +66,8 @@ pub struct FusionStage {
     head: FusionHead,
     version: String,
     threshold: f32,
+    alert_after: u32,
+    alert_rearm_after: u32,
     alerts: AlertTracker,
     /// Redacted transcripts of recent intervals, by seq (kept only when transcripts are published).
     recent_words: Vec<(u64, String)>,
@@ -95,6 +97,8 @@ impl FusionStage {
             head,
             version,
             threshold: cfg.incongruence_threshold,
+            alert_after: cfg.alert_after,
+            alert_rearm_after: cfg.alert_rearm_after,
             alerts: AlertTracker::new(cfg.alert_after, cfg.alert_rearm_after),
             recent_words: Vec::new(),
         }
@@ -103,6 +107,13 @@ impl FusionStage {
     /// The head's version string.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Another customer arrived: the alert debounce starts over (a run of flagged intervals
+    /// never spans two people) and the previous customer's words are forgotten.
+    pub fn new_customer(&mut self) {
+        self.alerts = AlertTracker::new(self.alert_after, self.alert_rearm_after);
+        self.recent_words.clear();
     }
 
     /// Fills `report` from `toks`; returns an alert when this interval raises one. An inference

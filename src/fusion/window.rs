@@ -201,6 +201,10 @@ impl IntervalWindow {
                 match obs {
                     Observation::Frame(f) => {
                         acc.face.add(&f);
+                        if f.face.as_ref().is_some_and(|face| face.new_customer) {
+                            // The previous customer's face does not speak for the new one.
+                            acc.face_tokens.clear();
+                        }
                         if let Some(face) = &f.face {
                             acc.face_tokens.push(FaceToken::from_face(face, f.t as f32));
                         }
@@ -292,6 +296,9 @@ impl IntervalWindow {
             models: self.session.models.clone(),
         };
         if let Some(fusion) = self.fusion.as_mut() {
+            if acc.face.new_customer() {
+                fusion.new_customer();
+            }
             let span = (self.interval).max(1e-6);
             let rel = |t: f64| ((t - start_s) / span).clamp(0.0, 1.0) as f32;
             let toks = IntervalTokens {

@@ -170,19 +170,10 @@ impl FaceDetector {
     }
 }
 
-/// The customer: the largest face, ties broken by closeness to the frame centre.
+/// The customer by the default policy: the largest face, ties broken by closeness to the frame
+/// centre (see [`super::customer::CustomerPolicy`] for the others).
 pub fn pick_customer(faces: &[Detection], w: usize, h: usize) -> Option<&Detection> {
-    let (fcx, fcy) = (w as f32 / 2.0, h as f32 / 2.0);
-    faces.iter().max_by(|a, b| {
-        let da = ((a.center().0 - fcx).powi(2) + (a.center().1 - fcy).powi(2)).sqrt();
-        let db = ((b.center().0 - fcx).powi(2) + (b.center().1 - fcy).powi(2)).sqrt();
-        // Areas within 10 % count as equal; then the more central wins.
-        if (a.area() - b.area()).abs() <= 0.1 * a.area().max(b.area()) {
-            db.total_cmp(&da)
-        } else {
-            a.area().total_cmp(&b.area())
-        }
-    })
+    super::customer::CustomerPolicy::Largest.pick(faces, w, h)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Vision branch: what is seen in each analysed frame. Face detection ([`detect`]) runs only when
 //! tracking is lost; FaceMesh ([`mesh`]) gives 468 landmarks on an eye-levelled crop ([`align`]);
 //! the landmarks give the cue vector ([`cues`]) and the crop for expression ([`expression`]).
+//! Whose face that is — the customer, not the clerk — is [`customer`]'s choice.
 
 pub mod align;
 pub mod cues;
+pub mod customer;
 pub mod detect;
 pub mod expression;
 pub mod mesh;
@@ -22,6 +24,8 @@ pub struct VisionModels {
     mesh: mesh::FaceMesh,
     expression: expression::ExpressionModel,
     min_presence: f32,
+    customer: customer::CustomerPolicy,
+    customer_gap_s: f64,
     /// Model name → `file@sha256-prefix`, for the interval messages.
     pub versions: BTreeMap<String, String>,
 }
@@ -43,6 +47,8 @@ impl VisionModels {
             mesh: mesh::FaceMesh::load(&mesh_path)?,
             expression: expression::ExpressionModel::load(&expr_path, &expr_entry)?,
             min_presence: cfg.min_face_presence,
+            customer: cfg.customer,
+            customer_gap_s: cfg.customer_gap_s,
             versions,
         })
     }
@@ -66,6 +72,7 @@ pub struct VisionStage {
     last_seq: Option<u64>,
     models: Option<VisionModels>,
     track: Option<align::Roi>,
+    customer: customer::CustomerTracker,
 }
 
 impl VisionStage {
@@ -76,7 +83,8 @@ impl VisionStage {
 
     /// A stage that runs the face models.
     pub fn with_models(models: VisionModels) -> Self {
-        VisionStage { models: Some(models), ..Default::default() }
+        let customer = customer::CustomerTracker::new(models.customer, models.customer_gap_s);
+        VisionStage { models: Some(models), customer, ..Default::default() }
     }
 
     /// The vision stage a config asks for: with the face models (loaded and checked here) when
@@ -94,9 +102,11 @@ impl VisionStage {
         self.models.as_mut()
     }
 
-    /// Forgets the tracked face, so the next frame runs the detector.
+    /// Forgets the tracked face, so the next frame runs the detector (and its face, if any,
+    /// is a new customer).
     pub fn reset_tracking(&mut self) {
         self.track = None;
+        self.customer.forget();
     }
 
     /// Model versions used (empty without models).
@@ -123,18 +133,25 @@ impl VisionStage {
                 let (w, h) = (frame.width as usize, frame.height as usize);
                 let mut detected = false;
                 let mut found = None;
+                // A face is accepted only where the customer policy admits its centre (a region
+                // excludes the staff side), while tracking as well as after detection.
+                let (min_presence, policy) = (m.min_presence, *self.customer.policy());
+                let admitted = |lm: &mesh::Landmarks| {
+                    let (x, y, bw, bh) = lm.bbox();
+                    lm.presence >= min_presence && policy.admits(x + bw / 2.0, y + bh / 2.0, w, h)
+                };
                 if let Some(roi) = self.track.take() {
                     let lm = m.mesh.landmarks(&frame.rgb, w, h, roi)?;
-                    if lm.presence >= m.min_presence {
+                    if admitted(&lm) {
                         found = Some((lm, None));
                     }
                 }
                 if found.is_none() {
                     detected = true;
                     let faces = m.detector.detect(&frame.rgb, w, h)?;
-                    if let Some(d) = detect::pick_customer(&faces, w, h) {
+                    if let Some(d) = self.customer.choose(&faces, w, h, frame.t) {
                         let lm = m.mesh.landmarks(&frame.rgb, w, h, mesh::roi_from_detection(d))?;
-                        if lm.presence >= m.min_presence {
+                        if admitted(&lm) {
                             found = Some((lm, Some(d.score)));
                         }
                     }
@@ -146,6 +163,7 @@ impl VisionStage {
                         let probs =
                             m.expression.classify(&frame.rgb, w, h, &expression::expression_roi(&lm))?;
                         let (x, y, bw, bh) = lm.bbox();
+                        let (number, new_customer) = self.customer.seen([x, y, bw, bh], frame.t);
                         Some(FaceObs {
                             bbox: [x, y, bw, bh],
                             presence: lm.presence,
@@ -153,6 +171,8 @@ impl VisionStage {
                             detector_ran: detected,
                             cues: cues::compute(&lm, h as f32),
                             expression: probs,
+                            customer: number,
+                            new_customer,
                         })
                     }
                 }
@@ -198,6 +218,8 @@ pub struct FaceAcc {
     process_ms: f64,
     eyes_were_closed: bool,
     bbox: [f64; 4],
+    customer: Option<u64>,
+    new_customer: bool,
 }
 
 impl FaceAcc {
@@ -206,6 +228,12 @@ impl FaceAcc {
         self.frames += 1;
         self.process_ms += obs.process_ms as f64;
         let Some(f) = &obs.face else { return };
+        if f.new_customer {
+            // Another person: the interval's face figures describe the current customer only.
+            *self = FaceAcc { frames: self.frames, process_ms: self.process_ms, ..Default::default() };
+            self.new_customer = true;
+        }
+        self.customer = Some(f.customer);
         self.faces += 1;
         self.presence += f.presence as f64;
         for (a, v) in self.bbox.iter_mut().zip(f.bbox) {
@@ -237,6 +265,11 @@ impl FaceAcc {
         self.eyes_were_closed = closed;
         self.averted += c.averted() as u64;
         self.detector_runs += f.detector_ran as u64;
+    }
+
+    /// A new customer's face was first seen in this interval (the per-customer state resets).
+    pub fn new_customer(&self) -> bool {
+        self.new_customer
     }
 
     /// The `modalities.face` object: measured values only; expression, cues, box and presence
@@ -272,11 +305,13 @@ impl FaceAcc {
         crate::message::FaceSummary {
             bbox: seen.then(|| self.bbox.iter().map(|v| (v / n).round()).collect()),
             cues,
+            customer: self.customer,
             detector_runs: self.detector_runs,
             dominant,
             expression,
             face_frames: self.faces,
             frames: self.frames,
+            new_customer: self.new_customer,
             presence_mean: seen.then(|| r(self.presence / n)),
             present: seen,
             process_ms_mean: r(self.process_ms / self.frames.max(1) as f64),
@@ -308,6 +343,40 @@ mod tests {
     }
 
     #[test]
+    fn a_new_customer_restarts_the_interval_face_figures() {
+        let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mk = |customer: u64, new_customer: bool, p: f32| FrameObs {
+            seq: 0,
+            t: 0.0,
+            dropped_before: 0,
+            luma_mean: 0.5,
+            process_ms: 2.0,
+            face: Some(FaceObs {
+                bbox: [0.0; 4],
+                presence: 1.0,
+                detection_score: None,
+                detector_ran: false,
+                cues: cues::Cues::default(),
+                expression: vec![p, 1.0 - p],
+                customer,
+                new_customer,
+            }),
+        };
+        let mut acc = FaceAcc::default();
+        acc.add(&mk(1, false, 1.0));
+        acc.add(&mk(1, false, 1.0));
+        assert!(!acc.new_customer());
+        acc.add(&mk(2, true, 0.0));
+        acc.add(&FrameObs { face: None, ..mk(2, false, 0.0) });
+        let s = serde_json::to_value(acc.summary(&labels, 5.0)).unwrap();
+        assert_eq!(s["frames"], 4, "every analysed frame still counts");
+        assert_eq!(s["face_frames"], 1, "only the new customer's face");
+        assert_eq!(s["expression"]["a"], 0.0);
+        assert_eq!((s["customer"].as_u64(), s["new_customer"].as_bool()), (Some(2), Some(true)));
+        assert!(acc.new_customer());
+    }
+
+    #[test]
     fn face_summary_averages_and_counts_blinks() {
         let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let mut acc = FaceAcc::default();
@@ -324,6 +393,8 @@ mod tests {
                 detector_ran: false,
                 cues: cues::Cues { eye_open: eye, ..Default::default() },
                 expression: vec![p, 1.0 - p],
+                customer: 1,
+                new_customer: false,
             }),
         };
         for (eye, p) in [(0.3, 1.0), (0.05, 0.0), (0.3, 1.0), (0.05, 0.0)] {
@@ -336,7 +407,10 @@ mod tests {
         assert_eq!(s["expression"]["a"], 0.5);
         assert_eq!(s["cues"]["blinks_per_min"], 24.0, "2 blinks in 5 s");
         let empty = serde_json::to_value(FaceAcc::default().summary(&labels, 5.0)).unwrap();
+        assert_eq!(s["customer"], 1);
+        assert_eq!(s["new_customer"], false);
         assert_eq!(empty["present"], false);
+        assert!(empty["customer"].is_null());
         assert!(empty["expression"].is_null() && empty["cues"].is_null());
     }
 }

@@ -107,6 +107,8 @@ pub struct Received {
     pub topic: String,
     /// Payload parsed as JSON.
     pub json: serde_json::Value,
+    /// The payload's bytes as received.
+    pub payload: Vec<u8>,
     /// When it arrived.
     pub at: std::time::SystemTime,
     /// The broker's retain flag.
@@ -144,6 +146,7 @@ impl Subscriber {
                         g.lock().unwrap().push(Received {
                             topic: p.topic.clone(),
                             json,
+                            payload: p.payload.to_vec(),
                             at: std::time::SystemTime::now(),
                             retain: p.retain,
                         });
