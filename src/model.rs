@@ -40,6 +40,32 @@ impl ModelEntry {
     pub fn version(&self) -> String {
         format!("{}@{}", self.file, &self.sha256[..12.min(self.sha256.len())])
     }
+
+    /// The entry's `labels` list (strings only; empty when absent).
+    pub fn labels(&self) -> Vec<String> {
+        self.extra
+            .get("labels")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Checks that the entry's `labels` are exactly `expected`; the error names the model file
+    /// at `path`, the entry and both lists.
+    pub fn require_labels(&self, path: &Path, expected: &[&str]) -> Result<()> {
+        if self.labels().iter().map(String::as_str).eq(expected.iter().copied()) {
+            return Ok(());
+        }
+        Err(Error::Model {
+            path: path.to_path_buf(),
+            message: format!(
+                "manifest entry `{}` has labels {:?}; allowed exactly {:?}",
+                self.name,
+                self.extra.get("labels").map(|v| v.to_string()),
+                expected
+            ),
+        })
+    }
 }
 
 /// The parsed manifest.
@@ -163,10 +189,13 @@ pub fn locate(dir: &Path, name: &str, verify: bool) -> Result<(PathBuf, ModelEnt
     Ok((path, entry))
 }
 
-/// A loaded, optimised tract model with one reusable run state (one per thread).
+/// A loaded, optimised tract model with one reusable run state (one per thread), and the output
+/// shapes tract inferred at load (checked against what the caller expects with
+/// [`OnnxModel::expect_outputs`], so a wrong model file fails at load, not with an index panic).
 pub struct OnnxModel {
     path: PathBuf,
     state: tract_onnx::prelude::TypedSimpleState,
+    outputs: Vec<Option<Vec<usize>>>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -175,29 +204,71 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
+/// tract's phases for one file: ONNX model with the input facts `inputs` gives (from the loaded
+/// model, whose symbol scope they must use) → optimised → runnable → run state; with the output
+/// shapes (concrete ones) of the optimised model. Every failure is an error naming the file and
+/// `hint` (how to regenerate it).
+pub fn load_plan(
+    path: &Path,
+    inputs: impl FnOnce(&tract_onnx::prelude::InferenceModel) -> Vec<tract_onnx::prelude::InferenceFact>,
+    hint: &str,
+) -> Result<(tract_onnx::prelude::TypedSimpleState, Vec<Option<Vec<usize>>>)> {
+    use tract_onnx::prelude::*;
+    let err = |stage: &str, e: TractError| Error::Model {
+        path: path.to_path_buf(),
+        message: format!("{stage}: {e:#} (regenerate it with {hint})"),
+    };
+    if !path.is_file() {
+        return Err(Error::Model { path: path.to_path_buf(), message: "file is missing".into() });
+    }
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .map_err(|e| err("not a loadable ONNX model", e))?;
+    for (i, fact) in inputs(&model).into_iter().enumerate() {
+        model = model.with_input_fact(i, fact).map_err(|e| err("input shape", e))?;
+    }
+    let typed = model.into_optimized().map_err(|e| err("cannot optimise", e))?;
+    let outputs = (0..typed.outputs.len())
+        .map(|i| typed.output_fact(i).ok().and_then(|f| f.shape.as_concrete().map(|s| s.to_vec())))
+        .collect();
+    let plan = typed.into_runnable().map_err(|e| err("cannot optimise", e))?;
+    let state = plan.spawn().map_err(|e| err("cannot prepare", e))?;
+    Ok((state, outputs))
+}
+
 impl OnnxModel {
     /// Loads `path` with fixed float32 input shapes, optimises it and prepares a run state.
     /// Fixed shapes matter: a symbolic batch made models several times slower in tract.
     pub fn load_f32(path: &Path, input_shapes: &[&[usize]]) -> Result<OnnxModel> {
         use tract_onnx::prelude::*;
-        let err = |stage: &str, e: TractError| Error::Model {
-            path: path.to_path_buf(),
-            message: format!("{stage}: {e:#} (regenerate it with the script named in models/manifest.toml)"),
-        };
-        if !path.is_file() {
-            return Err(Error::Model { path: path.to_path_buf(), message: "file is missing".into() });
+        let facts = |_: &InferenceModel| input_shapes.iter().map(|s| f32::fact(*s).into()).collect();
+        let (state, outputs) = load_plan(path, facts, "the script named in models/manifest.toml")?;
+        Ok(OnnxModel { path: path.to_path_buf(), state, outputs })
+    }
+
+    /// Checks the model's outputs against the shapes the caller reads (`None` = any shape):
+    /// too few outputs or another shape is an error naming the file, at load.
+    pub fn expect_outputs(self, shapes: &[Option<&[usize]>]) -> Result<OnnxModel> {
+        for (i, want) in shapes.iter().enumerate() {
+            let got = self.outputs.get(i);
+            let ok = match (want, got) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(w), Some(g)) => g.as_deref() == Some(*w),
+            };
+            if !ok {
+                return Err(Error::Model {
+                    path: self.path.clone(),
+                    message: format!(
+                        "output {i}: shape {:?}, expected {:?} (not the model this stage needs; regenerate it with the script named in models/manifest.toml)",
+                        got.map(|g| g.as_ref().map_or("symbolic".to_string(), |g| format!("{g:?}"))),
+                        want
+                    ),
+                });
+            }
         }
-        let mut model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| err("not a loadable ONNX model", e))?;
-        for (i, shape) in input_shapes.iter().enumerate() {
-            model = model.with_input_fact(i, f32::fact(*shape).into()).map_err(|e| err("input shape", e))?;
-        }
-        let plan =
-            model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| err("cannot optimise", e))?;
-        let state = plan.spawn().map_err(|e| err("cannot prepare", e))?;
-        Ok(OnnxModel { path: path.to_path_buf(), state })
+        Ok(self)
     }
 
     /// Runs the model on float32 inputs (shape, data); returns every output flattened.
@@ -233,6 +304,18 @@ impl OnnxModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_whose_outputs_differ_from_what_the_stage_reads_fails_at_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/voice-emotion.onnx");
+        let m = OnnxModel::load_f32(&path, &[&[1, 768]]).unwrap();
+        let e = m.expect_outputs(&[Some(&[1, 3])]).unwrap_err().to_string();
+        assert!(e.contains("voice-emotion.onnx") && e.contains("[1, 8]") && e.contains("[1, 3]"), "{e}");
+        let m = OnnxModel::load_f32(&path, &[&[1, 768]]).unwrap();
+        assert!(m.expect_outputs(&[Some(&[1, 8]), None]).is_err(), "a second output is expected but absent");
+        let m = OnnxModel::load_f32(&path, &[&[1, 768]]).unwrap();
+        assert!(m.expect_outputs(&[Some(&[1, 8])]).is_ok());
+    }
 
     fn write_manifest(dir: &Path, bytes: u64, sha: &str) {
         let text = format!(

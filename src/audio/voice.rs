@@ -70,23 +70,9 @@ impl std::fmt::Debug for VoiceHead {
 impl VoiceHead {
     /// Loads the head at `path`; its manifest `entry` must list exactly [`LABELS`].
     pub fn load(path: &Path, entry: &ModelEntry) -> Result<VoiceHead> {
-        let labels: Option<Vec<&str>> = entry
-            .extra
-            .get("labels")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|l| l.as_str()).collect());
-        if labels.as_deref() != Some(&LABELS[..]) {
-            return Err(Error::Model {
-                path: path.to_path_buf(),
-                message: format!(
-                    "manifest entry `{}` has labels {:?}; allowed exactly {:?}",
-                    entry.name,
-                    entry.extra.get("labels").map(|v| v.to_string()),
-                    LABELS
-                ),
-            });
-        }
-        let model = OnnxModel::load_f32(path, &[&[1, FEATURES]])?;
+        entry.require_labels(path, &LABELS)?;
+        let model =
+            OnnxModel::load_f32(path, &[&[1, FEATURES]])?.expect_outputs(&[Some(&[1, LABELS.len()])])?;
         Ok(VoiceHead { model, path: path.to_path_buf(), version: entry.version() })
     }
 

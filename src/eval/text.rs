@@ -16,13 +16,7 @@ pub type Example = (String, usize);
 
 /// Reads a `text,label` CSV; a bad header, row or label is an error naming the file and line.
 pub fn read_csv(path: &Path) -> Result<Vec<Example>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
-    let header = rdr
-        .headers()
-        .map_err(|e| Error::input(path, format!("line 1: cannot read the header: {e}")))?
-        .clone();
-    let cols: Vec<&str> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+    let (mut rdr, cols) = super::open_csv(path)?;
     if cols != ["text", "label"] {
         return Err(Error::input(
             path,

@@ -62,14 +62,8 @@ pub fn parse_actors(spec: &str) -> Result<Vec<u32>> {
 /// Reads `labels.csv`; a missing column, bad row or unknown emotion is an error naming the file
 /// and line.
 pub fn read_labels(path: &Path) -> Result<Vec<Row>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(file);
-    let header = rdr
-        .headers()
-        .map_err(|e| Error::input(path, format!("line 1: cannot read the header: {e}")))?
-        .clone();
-    let cols: Vec<String> =
-        header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    let (mut rdr, cols) = super::open_csv(path)?;
+    let cols: Vec<String> = cols.iter().map(|c| c.to_ascii_lowercase()).collect();
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(pi), Some(ei)) = (col("path"), col("emotion")) else {
         return Err(Error::input(

@@ -95,7 +95,8 @@ impl FusionHead {
         }
         let (dim, flags) = if v1 { (TOKEN_DIM_V1, 2) } else { (TOKEN_DIM, 3) };
         Ok(FusionHead {
-            model: OnnxModel::load_f32(path, &[&[1, MAX_TOKENS, dim], &[1, MAX_TOKENS], &[1, flags]])?,
+            model: OnnxModel::load_f32(path, &[&[1, MAX_TOKENS, dim], &[1, MAX_TOKENS], &[1, flags]])?
+                .expect_outputs(&[Some(&[1, 3]), None, None])?,
             temperature: extra_f32(entry, "temperature", 1.0),
             incongruence_temperature: extra_f32(entry, "incongruence_temperature", 1.0),
             late_face_weight: extra_f32(entry, "late_face_weight", 0.5),
@@ -289,7 +290,7 @@ impl EarlyFusion {
         let v1 = inputs.contains(&format!("[1, {EARLY_DIM_V1}]"));
         let dim = if v1 { EARLY_DIM_V1 } else { EARLY_DIM };
         Ok(EarlyFusion {
-            model: OnnxModel::load_f32(path, &[&[1, dim]])?,
+            model: OnnxModel::load_f32(path, &[&[1, dim]])?.expect_outputs(&[Some(&[1, 3])])?,
             temperature: extra_f32(entry, "temperature", 1.0),
             v1,
         })

@@ -25,27 +25,12 @@ impl TextEncoder {
     /// Loads `path` (inputs `input_ids`, `attention_mask`: int64 [1, S]), optimises it for a
     /// symbolic S and prepares a run state. Missing or unloadable file → [`Error::Model`].
     pub fn load(path: &Path) -> Result<TextEncoder> {
-        let err = |stage: &str, e: TractError| Error::Model {
-            path: path.to_path_buf(),
-            message: format!("{stage}: {e:#} (regenerate it with tools/text/export_minilm.py)"),
+        let facts = |model: &InferenceModel| {
+            let s = model.symbols.sym("S");
+            let fact = || -> InferenceFact { i64::fact([TDim::from(1i64), TDim::from(s.clone())]).into() };
+            vec![fact(), fact()]
         };
-        if !path.is_file() {
-            return Err(Error::Model { path: path.to_path_buf(), message: "file is missing".into() });
-        }
-        let model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| err("not a loadable ONNX model", e))?;
-        let s = model.symbols.sym("S");
-        let fact = || -> InferenceFact { i64::fact([TDim::from(1i64), TDim::from(s.clone())]).into() };
-        let plan = model
-            .with_input_fact(0, fact())
-            .and_then(|m| m.with_input_fact(1, fact()))
-            .map_err(|e| err("input shape", e))?
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| err("cannot optimise", e))?;
-        let state = plan.spawn().map_err(|e| err("cannot prepare", e))?;
+        let (state, _) = crate::model::load_plan(path, facts, "tools/text/export_minilm.py")?;
         Ok(TextEncoder { path: path.to_path_buf(), state })
     }
 

@@ -35,19 +35,7 @@ impl SentimentHead {
     /// positive and a positive `temperature`.
     pub fn load(path: &Path, entry: &ModelEntry) -> Result<SentimentHead> {
         let bad = |m: String| Error::Model { path: path.to_path_buf(), message: m };
-        let labels: Option<Vec<&str>> = entry
-            .extra
-            .get("labels")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|l| l.as_str()).collect());
-        if labels.as_deref() != Some(&LABELS[..]) {
-            return Err(bad(format!(
-                "manifest entry `{}` has labels {:?}; allowed exactly {:?}",
-                entry.name,
-                entry.extra.get("labels").map(|v| v.to_string()),
-                LABELS
-            )));
-        }
+        entry.require_labels(path, &LABELS)?;
         let t = entry
             .extra
             .get("temperature")
@@ -62,7 +50,7 @@ impl SentimentHead {
                 )))
             }
         };
-        let model = OnnxModel::load_f32(path, &[&[1, EMBEDDING_DIM]])?;
+        let model = OnnxModel::load_f32(path, &[&[1, EMBEDDING_DIM]])?.expect_outputs(&[Some(&[1, 3])])?;
         Ok(SentimentHead { model, temperature })
     }
 

@@ -81,12 +81,7 @@ pub fn input_spec(path: &Path, entry: &ModelEntry) -> Result<(usize, [f32; 2])> 
 impl ExpressionModel {
     /// Loads the model named by a manifest entry (labels, temperature, output kind from it).
     pub fn load(path: &Path, entry: &ModelEntry) -> Result<ExpressionModel> {
-        let labels: Vec<String> = entry
-            .extra
-            .get("labels")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-            .unwrap_or_default();
+        let labels = entry.labels();
         if labels.len() != 7 {
             return Err(Error::Model {
                 path: path.to_path_buf(),
