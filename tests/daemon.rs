@@ -90,9 +90,15 @@ fn stop_after(signal: &str, after: Duration) {
     let end = spans.last().unwrap().1;
     assert!(end >= played - 1.5, "only {end} s of {played} s played were reported: {spans:?}");
     assert!(end <= played + shutdown.as_secs_f64() + 0.5, "reported past what was played: {spans:?}");
-    // The interval cut short by the signal is published as partial, the rest are full.
-    let last = lines.last().unwrap();
-    assert!(last["interval"]["partial"].is_boolean());
+    // The interval cut short by the signal is published as partial (and only it), the rest are full.
+    for (l, (a, b)) in lines.iter().zip(&spans) {
+        let short = b - a < 1.0 - 1e-6;
+        assert_eq!(
+            l["interval"]["partial"], short,
+            "interval {a}-{b}: partial must say whether it is cut short"
+        );
+    }
+    assert!(spans[..spans.len() - 1].iter().all(|(a, b)| (b - a - 1.0).abs() < 1e-6), "{spans:?}");
 }
 
 #[test]

@@ -114,8 +114,8 @@ fn obvious_sentences() {
         let s = m.analyze(text).unwrap();
         assert_eq!(s.label, want, "{text:?}: {:?}", s.probs);
         assert!((s.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        assert_eq!(s.confidence, s.probs.iter().copied().fold(0.0, f32::max));
-        assert!((s.score - (s.probs[2] - s.probs[0])).abs() < 1e-6);
+        // Fixed expectations, not the formula again: a clear sentence is confidently its class.
+        assert!(s.confidence > 0.6, "{text:?}: confidence {}", s.confidence);
         if want == "negative" {
             assert!(s.score < -0.3, "{text:?}: score {}", s.score);
         } else {
@@ -295,9 +295,16 @@ fn tweeteval_accuracy_floor() {
 /// `AFFECTD_TEXT_CSV=/path/file.csv cargo test --test text -- --ignored --nocapture eval_csv`:
 /// the evaluation on any `text,label` CSV (until the CLI's `eval text` is wired).
 #[test]
-#[ignore]
+#[ignore = "needs AFFECTD_TEXT_CSV (a text,label CSV to evaluate)"]
 fn eval_csv_from_env() {
-    let Some(csv) = std::env::var_os("AFFECTD_TEXT_CSV") else { return };
+    let csv = std::env::var_os("AFFECTD_TEXT_CSV").expect("set AFFECTD_TEXT_CSV to a text,label CSV");
     let cfg = Config { models: models_cfg(), ..Config::default() };
-    println!("{}", affectd::eval::text::run(Path::new(&csv), &cfg).unwrap());
+    let report = affectd::eval::text::run(Path::new(&csv), &cfg).unwrap();
+    println!("{report}");
+    let rows = affectd::eval::text::read_csv(Path::new(&csv)).unwrap().len();
+    assert!(rows > 0, "empty CSV");
+    assert!(report.contains(&format!(" n={rows}\n")), "every row is scored: {report}");
+    let acc: f64 =
+        report.split("accuracy=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{report}");
 }

@@ -586,4 +586,40 @@ mod tests {
         let mut w = IntervalWindow::new(1.0, 10.0, &[ProducerKind::Video], session());
         assert!(w.push(Envelope { producer: 0, event: Event::End(0.0) }).is_empty());
     }
+
+    #[test]
+    fn published_transcripts_carry_no_personal_data_and_none_without_opt_in() {
+        let utt = |start: f64, text: &str| crate::message::UtteranceObs {
+            seq: 0,
+            start,
+            end: start + 2.0,
+            text: text.into(),
+            probs: Some([0.1, 0.8, 0.1]),
+            embedding: None,
+            voice: None,
+        };
+        let utts = [
+            utt(0.0, "Great, thanks. Mail me at jane.doe@example.com or call (555) 123-4567."),
+            utt(2.5, "My card is 4111 1111 1111 1111 and I live at 221B Baker Street."),
+            utt(5.0, "The code is five five five one two three four."),
+        ];
+        let t = text_summary(&utts, true);
+        let all = serde_json::to_string(&t).unwrap();
+        for leak in ["jane", "example.com", "555", "4567", "4111", "Baker", "five five"] {
+            assert!(!all.contains(leak), "`{leak}` published: {all}");
+        }
+        let transcript = t.transcript.unwrap();
+        for tag in ["[email]", "[phone]", "[card]", "[address]"] {
+            assert!(transcript.contains(tag), "{tag} missing: {transcript}");
+        }
+        assert!(transcript.starts_with("Great, thanks."), "{transcript}");
+        let segs = t.segments.unwrap();
+        assert_eq!(segs.len(), 3);
+        assert!(segs.iter().all(|g| !g.text.contains("4111") && !g.text.contains("jane")));
+        // Off by default: no words at all, only counts.
+        let off = text_summary(&utts, false);
+        assert!(off.transcript.is_none() && off.segments.is_none());
+        assert!(!serde_json::to_string(&off).unwrap().contains("thanks"));
+        assert_eq!(off.words, t.words);
+    }
 }
