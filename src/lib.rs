@@ -5,6 +5,9 @@
 //! the [`vision`] and [`audio`] branches, the [`fusion`] window and the [`sink`]s with measured
 //! [`channel`]s carrying the [`message`] types.
 
+// Every public item has a doc comment (clippy -D warnings makes this an error).
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod audio;
 pub mod channel;

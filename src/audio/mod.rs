@@ -1,5 +1,6 @@
-//! Audio branch: 16 kHz mono in, per-block observations out. Today it measures level; voice
-//! activity detection, transcription and prosody plug in here (issue 4).
+//! Audio branch: 16 kHz mono in. [`LevelStage`] measures level per block; [`vad`] cuts speech
+//! segments, [`asr`] transcribes them with whisper.cpp and keeps the encoder output, on which
+//! [`voice`] estimates the voice's emotion. (No hand-crafted prosody features: docs/voice.md.)
 
 pub mod asr;
 pub mod resample;

@@ -74,7 +74,6 @@ pub struct FusionStage {
 }
 
 impl FusionStage {
-    /// A stage running `head` (`version` = `file@sha256-prefix`) with `cfg`'s threshold and debounce.
     /// The fusion stage a config asks for: `None` when `fusion.enabled` is off or no model stage
     /// (faces with `face_labels`, or words when `has_text`) feeds it; the head is loaded and
     /// checked against the face labels here.
@@ -92,6 +91,7 @@ impl FusionStage {
         Ok(Some(Self::new(h, version, &cfg.fusion)))
     }
 
+    /// A stage running `head` (`version` = `file@sha256-prefix`) with `cfg`'s threshold and debounce.
     pub fn new(head: FusionHead, version: String, cfg: &FusionConfig) -> Self {
         FusionStage {
             head,
