@@ -131,19 +131,29 @@ impl PipeVideo {
     }
 }
 
-/// Fills `buf` with one raw frame from `stream`; returns how many bytes it got (less than
-/// `buf.len()` only when the stream ended first).
-pub fn read_frame(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` with one raw frame through `read` (which returns `Ok(None)` when the read was
+/// stopped); returns how many bytes it got — less than `buf.len()` only when the stream ended
+/// first — or `None` when stopped. The one loop the pipe source and its fuzz target share.
+pub fn fill_frame(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8]) -> std::io::Result<Option<usize>>,
+) -> std::io::Result<Option<usize>> {
     let mut filled = 0;
     while filled < buf.len() {
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+        match read(&mut buf[filled..]) {
+            Ok(Some(0)) => break,
+            Ok(Some(n)) => filled += n,
+            Ok(None) => return Ok(None),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(filled)
+    Ok(Some(filled))
+}
+
+/// [`fill_frame`] from any byte stream (never stopped).
+pub fn read_frame(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    Ok(fill_frame(buf, |b| stream.read(b).map(Some))?.unwrap_or(0))
 }
 
 impl VideoSource for PipeVideo {
@@ -152,18 +162,16 @@ impl VideoSource for PipeVideo {
             return Ok(None);
         }
         let mut buf = vec![0u8; self.frame_bytes];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.child.read(&mut buf[filled..], Some(&self.stop)) {
-                Ok(Some(0)) => return self.ended(filled),
-                Ok(Some(n)) => filled += n,
-                // Stopped while waiting for the command: end quietly (Drop kills its group).
-                Ok(None) => {
-                    self.finished = true;
-                    return Ok(None);
-                }
-                Err(e) => return Err(source_error(&self.spec, format!("reading its output: {e}"))),
+        let stop = self.stop.clone();
+        match fill_frame(&mut buf, |b| self.child.read(b, Some(&stop))) {
+            Ok(Some(n)) if n == buf.len() => {}
+            Ok(Some(filled)) => return self.ended(filled),
+            // Stopped while waiting for the command: end quietly (Drop kills its group).
+            Ok(None) => {
+                self.finished = true;
+                return Ok(None);
             }
+            Err(e) => return Err(source_error(&self.spec, format!("reading its output: {e}"))),
         }
         let t = self.index as f64 / self.spec.fps;
         self.index += 1;
