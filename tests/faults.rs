@@ -254,7 +254,10 @@ fn analyze_keeps_undelivered_messages_private_and_says_how_to_send_them() {
 fn an_ffmpeg_child_killed_mid_stream_is_a_clear_error_and_completed_intervals_stay() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join(format!("killme-{}.mp4", std::process::id()));
-    std::fs::copy(sample(), &rec).unwrap();
+    // The sample looped 5 times (60 s, stream copy): ffmpeg must still be decoding when the first
+    // interval arrives, which on a loaded machine can be after 12 s of video were decoded (the
+    // first interval waits for speech recognition).
+    ffmpeg(&["-stream_loop", "4", "-i", s(&sample()), "-c", "copy", s(&rec)]);
     let mut child = affectd()
         .args(["analyze", s(&rec), "--interval", "1", "--quiet"])
         .stdout(Stdio::piped())
