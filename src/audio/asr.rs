@@ -18,6 +18,8 @@ pub const GGML_MAGIC: u32 = 0x6767_6d6c;
 const WINDOW: usize = 30 * AUDIO_RATE as usize;
 /// Shorter input gives no segments in whisper.cpp ("input is too short").
 const MIN_SAMPLES: usize = AUDIO_RATE as usize / 10;
+/// The smallest encoder context `fit_audio_ctx` uses (frames of 20 ms): shorter ones loop on short clips.
+const FIT_MIN_CTX: usize = 768;
 
 /// Settings of the recogniser.
 #[derive(Debug, Clone)]
@@ -29,11 +31,15 @@ pub struct AsrParams {
     /// Also pool the encoder output of each transcribed segment ([`Transcript::encoder`]) for the
     /// voice stage.
     pub encoder_features: bool,
+    /// Size whisper's encoder context to the segment (its frames + 64, at least [`FIT_MIN_CTX`])
+    /// instead of the full 30 s window: the encoder's cost falls with the context (measured in
+    /// docs/speech.md).
+    pub fit_audio_ctx: bool,
 }
 
 impl Default for AsrParams {
     fn default() -> Self {
-        AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false }
+        AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false, fit_audio_ctx: false }
     }
 }
 
@@ -393,6 +399,13 @@ impl Asr {
             p.set_print_progress(false);
             p.set_print_realtime(false);
             p.set_print_timestamps(false);
+            if self.params.fit_audio_ctx {
+                let full = self.info.hparams[1] as usize;
+                p.set_audio_ctx((chunk.len().div_ceil(ENCODER_HOP) + 64).max(FIT_MIN_CTX).min(full) as i32);
+                // A short context invites repetition loops: no more tokens than fast speech
+                // needs (6 per second + 16).
+                p.set_max_tokens((chunk.len() as f64 / AUDIO_RATE as f64 * 6.0 + 16.0) as i32);
+            }
             if acc.is_some() {
                 // SAFETY: the callback only records the pointers whisper.cpp passes it; `cap`
                 // outlives the `full` call below, which is the only one that uses it.

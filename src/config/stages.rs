@@ -54,6 +54,9 @@ pub struct SpeechConfig {
     pub asr_threads: usize,
     /// Segments whose no-speech probability is above this are dropped (Whisper invents text on silence).
     pub no_speech_max: f32,
+    /// Size Whisper's encoder context to each segment instead of the full 30 s window (faster;
+    /// off by default: its effect on the voice head is not measured yet, docs/speech.md).
+    pub fit_audio_ctx: bool,
     /// Shortest speech run that counts, seconds.
     pub min_speech_s: f64,
     /// Silence that ends an utterance, seconds.
@@ -72,6 +75,7 @@ impl Default for SpeechConfig {
             enabled: true,
             asr_threads: 1,
             no_speech_max: 0.6,
+            fit_audio_ctx: false,
             min_speech_s: v.min_speech_s,
             min_silence_s: v.min_silence_s,
             max_utterance_s: v.max_utterance_s,

@@ -243,7 +243,14 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
         .map_err(|e| Error::input(&tsv, format!("cannot read the transcript list: {e}")))?;
     let rows = parse_transcripts(&tsv, &text)?;
     let (path, _entry) = model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let mut asr = Asr::load(&path, AsrParams::default())?;
+    let params = AsrParams {
+        threads: cfg.speech.asr_threads,
+        no_speech_max: cfg.speech.no_speech_max,
+        encoder_features: false,
+        fit_audio_ctx: cfg.speech.fit_audio_ctx,
+    };
+    let mut asr = Asr::load(&path, params)?;
+    let (mut busy, mut audio_s) = (0.0f64, 0.0f64);
     let mut report = format!("model {}\n", asr.version());
     let (mut errors, mut words) = (0usize, 0usize);
     for (file, reference) in rows {
@@ -251,7 +258,10 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
         let samples = read_wav_16k(&wav)?;
         let end = samples.len() as f64 / 16000.0;
         let seg = SpeechSegment { start: 0.0, end, samples };
+        let t0 = std::time::Instant::now();
         let hyp = asr.transcribe(&seg)?.map(|t| t.text).unwrap_or_default();
+        busy += t0.elapsed().as_secs_f64();
+        audio_s += end;
         let r = normalize(&reference);
         let h = normalize(&hyp);
         let rr: Vec<&str> = r.iter().map(String::as_str).collect();
@@ -264,7 +274,13 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
     if words == 0 {
         return Err(Error::input(&tsv, "no reference words (the file lists no transcripts)"));
     }
-    report += &format!("wer={:.4} words={words}\n", errors as f64 / words as f64);
+    report += &format!(
+        "wer={:.4} words={words} audio_s={audio_s:.1} asr_s={busy:.2} rtf={:.3} threads={} fit_audio_ctx={}\n",
+        errors as f64 / words as f64,
+        busy / audio_s.max(1e-9),
+        cfg.speech.asr_threads,
+        cfg.speech.fit_audio_ctx
+    );
     Ok(report)
 }
 

@@ -25,6 +25,7 @@ impl SpeechStages {
                 threads: sp.asr_threads,
                 no_speech_max: sp.no_speech_max,
                 encoder_features: sp.voice,
+                fit_audio_ctx: sp.fit_audio_ctx,
             },
         )?;
         let voice = if sp.voice {
