@@ -5,5 +5,6 @@
 
 pub mod head;
 pub mod stage;
+pub mod summary;
 pub mod tokens;
 pub mod window;

@@ -1,0 +1,87 @@
+//! The `modalities.voice` and `modalities.text` summaries of an interval's utterances (the face
+//! summary is `vision::FaceAcc::summary`).
+
+use crate::message::{TextSegment, TextSummary, UtteranceObs, VoiceEmotion, VoiceSummary};
+
+/// The `modalities.voice` object: utterances with a voice estimate in the interval and their
+/// duration-weighted voice emotion (`emotion` over the eight classes, `sentiment` folded to
+/// negative/neutral/positive, `negative` probability and `valence`); `sentiment` etc. are null
+/// when no utterance has one.
+pub fn voice_summary(utts: &[UtteranceObs]) -> VoiceSummary {
+    use crate::audio::voice::LABELS as EMOTIONS;
+    use crate::labels::{argmax, round4 as r, sentiment_of};
+    let mut probs = [0.0f64; EMOTIONS.len()];
+    let mut sent = [0.0f64; 3];
+    let (mut weight, mut n) = (0.0, 0u64);
+    for u in utts {
+        if let Some(v) = &u.voice {
+            let w = (u.end - u.start).max(0.1);
+            for (acc, p) in probs.iter_mut().zip(&v.probs) {
+                *acc += *p as f64 * w;
+            }
+            for (acc, p) in sent.iter_mut().zip(&v.sentiment) {
+                *acc += *p as f64 * w;
+            }
+            weight += w;
+            n += 1;
+        }
+    }
+    if weight == 0.0 {
+        return VoiceSummary::default();
+    }
+    let p: Vec<f64> = probs.iter().map(|v| v / weight).collect();
+    let s = sent.map(|v| v / weight);
+    let best = argmax(&p, 0);
+    VoiceSummary {
+        emotion: Some(VoiceEmotion {
+            confidence: r(p[best]),
+            label: EMOTIONS[best].to_string(),
+            probs: EMOTIONS.iter().zip(&p).map(|(l, v)| (l.to_string(), r(*v))).collect(),
+        }),
+        negative: Some(r(s[0])),
+        present: true,
+        sentiment: Some(sentiment_of(s)),
+        utterances: n,
+        valence: Some(r(s[2] - s[0])),
+    }
+}
+
+/// The `modalities.text` object: utterances in the interval, their duration-weighted text
+/// sentiment (null when none was estimated), and — only when opted in — the redacted transcript
+/// and its utterances with media-time start/end (`segments`).
+pub fn text_summary(utts: &[UtteranceObs], publish_transcripts: bool) -> TextSummary {
+    use crate::labels::{round4 as r, sentiment_of};
+    let mut probs = [0.0f64; 3];
+    let mut weight = 0.0;
+    for u in utts {
+        if let Some(p) = u.probs {
+            let w = (u.end - u.start).max(0.1);
+            for k in 0..3 {
+                probs[k] += p[k] as f64 * w;
+            }
+            weight += w;
+        }
+    }
+    let sentiment = (weight > 0.0).then(|| sentiment_of(probs.map(|v| v / weight)));
+    let (transcript, segments) = if publish_transcripts && !utts.is_empty() {
+        let redacted: Vec<String> = utts.iter().map(|u| crate::text::redact::redact(u.text.trim())).collect();
+        let segments = utts
+            .iter()
+            .zip(&redacted)
+            .map(|(u, t)| TextSegment { end_s: r(u.end), start_s: r(u.start), text: t.clone() })
+            .collect();
+        (Some(redacted.join(" ")), Some(segments))
+    } else {
+        (None, None)
+    };
+    TextSummary {
+        present: !utts.is_empty(),
+        segments,
+        sentiment,
+        // `+ 0.0`: an empty f64 sum is -0.0.
+        speech_s: r(utts.iter().map(|u| u.end - u.start).sum::<f64>() + 0.0),
+        transcript,
+        utterances: utts.len() as u64,
+        words: utts.iter().map(|u| u.text.split_whitespace().count() as u64).sum(),
+    }
+}
