@@ -18,41 +18,18 @@ fn sample() -> PathBuf {
 /// A daemon config: the bundled sample as fast as it decodes, 1 s intervals, MQTT to `url`,
 /// the JSONL log at `jsonl`.
 fn config(dir: &Path, device: &str, url: &str, jsonl: &Path, extra: &str) -> PathBuf {
-    let cfg = dir.join(format!("{device}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"device_id = "{device}"
-[pipeline]
-interval_s = 1.0
-metrics_interval_s = 0.5
-video_overflow = "block"
-[source.video]
-kind = "file"
-path = "{rec}"
-[source.audio]
-kind = "file"
-path = "{rec}"
-[sink.stdout]
-enabled = false
-[sink.jsonl]
-enabled = true
-path = "{jsonl}"
-fsync = false
-[sink.mqtt]
-enabled = true
-url = "{url}"
-spool_dir = "{spool}"
-flush_timeout_s = 20.0
-{extra}
-"#,
-            rec = sample().display(),
-            jsonl = jsonl.display(),
-            spool = dir.join("spool").display(),
-        ),
-    )
-    .unwrap();
-    cfg
+    let (rec, spool) = (sample(), dir.join("spool"));
+    let extra = format!("flush_timeout_s = 20.0\n{extra}");
+    DaemonToml {
+        device,
+        rec: &rec,
+        pipeline: "interval_s = 1.0\nmetrics_interval_s = 0.5\nvideo_overflow = \"block\"",
+        jsonl,
+        mqtt: Some((url, &spool)),
+        mqtt_extra: &extra,
+        ..Default::default()
+    }
+    .write(&dir.join(format!("{device}.toml")))
 }
 
 fn seqs(msgs: &[Received]) -> Vec<u64> {

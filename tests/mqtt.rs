@@ -17,43 +17,19 @@ fn daemon_config(
     realtime: bool,
     extra_mqtt: &str,
 ) -> std::path::PathBuf {
-    let cfg = dir.join(format!("{device}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"device_id = "{device}"
-[pipeline]
-interval_s = 1.0
-metrics_interval_s = 1.0
-[source.video]
-kind = "file"
-path = "{rec}"
-realtime = {realtime}
-[source.audio]
-kind = "file"
-path = "{rec}"
-realtime = {realtime}
-[sink.stdout]
-enabled = false
-[sink.jsonl]
-enabled = true
-path = "{jsonl}"
-fsync = false
-[sink.mqtt]
-enabled = true
-url = "{url}"
-spool_dir = "{spool}"
-flush_timeout_s = 15.0
-backoff_max_s = 2.0
-{extra_mqtt}
-"#,
-            rec = rec.display(),
-            jsonl = dir.join(format!("{device}.jsonl")).display(),
-            spool = dir.join("spool").display(),
-        ),
-    )
-    .unwrap();
-    cfg
+    let (jsonl, spool) = (dir.join(format!("{device}.jsonl")), dir.join("spool"));
+    let extra = format!("flush_timeout_s = 15.0\nbackoff_max_s = 2.0\n{extra_mqtt}");
+    DaemonToml {
+        device,
+        rec,
+        realtime,
+        pipeline: "interval_s = 1.0\nmetrics_interval_s = 1.0",
+        jsonl: &jsonl,
+        mqtt: Some((url, &spool)),
+        mqtt_extra: &extra,
+        ..Default::default()
+    }
+    .write(&dir.join(format!("{device}.toml")))
 }
 
 fn seqs(msgs: &[Received]) -> Vec<u64> {

@@ -210,38 +210,17 @@ fn nothing_identifying_is_published_or_written_with_transcripts_off() {
 
     // 2. The daemon with its broker unreachable: every interval stays in the spool on disk.
     let dead = format!("mqtt://127.0.0.1:{}", free_port());
-    let cfg = dir.path().join("daemon.toml");
     let sample = repo().join(SAMPLE);
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"device_id = "privacy-2"
-[source.video]
-kind = "file"
-path = "{rec}"
-[source.audio]
-kind = "file"
-path = "{rec}"
-[sink.stdout]
-enabled = false
-[sink.jsonl]
-enabled = true
-path = "{jsonl}"
-fsync = false
-[sink.mqtt]
-enabled = true
-url = "{dead}"
-spool_dir = "{spool}"
-spool_fsync = false
-flush_timeout_s = 0.5
-backoff_max_s = 1.0
-"#,
-            rec = sample.display(),
-            jsonl = dir.path().join("daemon.jsonl").display(),
-            spool = dir.path().join("daemon-spool").display(),
-        ),
-    )
-    .unwrap();
+    let (jsonl, spool) = (dir.path().join("daemon.jsonl"), dir.path().join("daemon-spool"));
+    let cfg = DaemonToml {
+        device: "privacy-2",
+        rec: &sample,
+        jsonl: &jsonl,
+        mqtt: Some((&dead, &spool)),
+        mqtt_extra: "spool_fsync = false\nflush_timeout_s = 0.5\nbackoff_max_s = 1.0",
+        ..Default::default()
+    }
+    .write(&dir.path().join("daemon.toml"));
     let mut child = affectd()
         .args(["run", "--config", s(&cfg)])
         .stdout(std::process::Stdio::piped())

@@ -35,43 +35,20 @@ fn a_long_live_session_keeps_memory_fds_threads_flat_and_delivers_every_interval
     let interval = 5.0;
     let broker = Broker::start("allow_anonymous true");
     let sub = Subscriber::start(broker.port, "it-soak", "affectd/soak-1/sentiment");
-    let cfg = dir.path().join("soak.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"device_id = "soak-1"
-[pipeline]
-interval_s = {interval}
-analysis_fps = 10.0
-metrics_interval_s = 10.0
-[source.video]
-kind = "file"
-path = "{rec}"
-realtime = true
-[source.audio]
-kind = "file"
-path = "{rec}"
-realtime = true
-[sink.stdout]
-enabled = false
-[sink.jsonl]
-enabled = true
-path = "{jsonl}"
-fsync = false
-max_bytes = 200000
-keep = 2
-[sink.mqtt]
-enabled = true
-url = "{url}"
-spool_dir = "{spool}"
-"#,
-            rec = rec.display(),
-            jsonl = dir.path().join("soak.jsonl").display(),
-            url = broker.url(),
-            spool = dir.path().join("spool").display(),
-        ),
-    )
-    .unwrap();
+    let (jsonl, spool) = (dir.path().join("soak.jsonl"), dir.path().join("spool"));
+    let (url, pipeline) =
+        (broker.url(), format!("interval_s = {interval}\nanalysis_fps = 10.0\nmetrics_interval_s = 10.0"));
+    let cfg = DaemonToml {
+        device: "soak-1",
+        rec: &rec,
+        realtime: true,
+        pipeline: &pipeline,
+        jsonl: &jsonl,
+        jsonl_extra: "max_bytes = 200000\nkeep = 2",
+        mqtt: Some((&url, &spool)),
+        ..Default::default()
+    }
+    .write(&dir.path().join("soak.toml"));
     let t0 = Instant::now();
     let mut child = affectd()
         .args(["run", "--config", s(&cfg)])

@@ -166,3 +166,67 @@ pub fn check_intervals(lines: &[serde_json::Value], interval: f64) -> Vec<(f64, 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A daemon config as the daemon tests write it: `rec` replayed as both sources into a JSON-lines
+/// file and (optionally) an MQTT sink; the other fields are extra lines for `[pipeline]`,
+/// `[sink.jsonl]` and `[sink.mqtt]`.
+pub struct DaemonToml<'a> {
+    pub device: &'a str,
+    pub rec: &'a Path,
+    pub realtime: bool,
+    pub pipeline: &'a str,
+    pub jsonl: &'a Path,
+    pub jsonl_extra: &'a str,
+    /// Broker URL and spool folder; `None` = no MQTT sink.
+    pub mqtt: Option<(&'a str, &'a Path)>,
+    pub mqtt_extra: &'a str,
+}
+
+impl Default for DaemonToml<'_> {
+    fn default() -> Self {
+        let none = Path::new("");
+        DaemonToml {
+            device: "affectd-test",
+            rec: none,
+            realtime: false,
+            pipeline: "",
+            jsonl: none,
+            jsonl_extra: "",
+            mqtt: None,
+            mqtt_extra: "",
+        }
+    }
+}
+
+impl DaemonToml<'_> {
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let mut t = format!("device_id = \"{}\"\n[pipeline]\n{}\n", self.device, self.pipeline);
+        for kind in ["video", "audio"] {
+            t += &format!(
+                "[source.{kind}]\nkind = \"file\"\npath = \"{}\"\nrealtime = {}\n",
+                self.rec.display(),
+                self.realtime
+            );
+        }
+        t += &format!(
+            "[sink.stdout]\nenabled = false\n[sink.jsonl]\nenabled = true\npath = \"{}\"\nfsync = false\n{}\n",
+            self.jsonl.display(),
+            self.jsonl_extra
+        );
+        if let Some((url, spool)) = self.mqtt {
+            t += &format!(
+                "[sink.mqtt]\nenabled = true\nurl = \"{url}\"\nspool_dir = \"{}\"\n{}\n",
+                spool.display(),
+                self.mqtt_extra
+            );
+        }
+        t
+    }
+
+    /// Writes the config to `path` and returns it.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.render()).unwrap();
+        path.to_path_buf()
+    }
+}
