@@ -167,6 +167,9 @@ pub fn locate(dir: &Path, name: &str, verify: bool) -> Result<(PathBuf, ModelEnt
 pub struct OnnxModel {
     path: PathBuf,
     state: tract_onnx::prelude::TypedSimpleState,
+    /// The input tensor of [`OnnxModel::run_f32_filled`], kept between runs (tract drops its
+    /// reference at the end of a run, so it is refilled in place).
+    input: Option<std::sync::Arc<tract_onnx::prelude::Tensor>>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -197,7 +200,7 @@ impl OnnxModel {
         let plan =
             model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| err("cannot optimise", e))?;
         let state = plan.spawn().map_err(|e| err("cannot prepare", e))?;
-        Ok(OnnxModel { path: path.to_path_buf(), state })
+        Ok(OnnxModel { path: path.to_path_buf(), state, input: None })
     }
 
     /// Runs the model on float32 inputs (shape, data); returns every output flattened.
@@ -211,7 +214,31 @@ impl OnnxModel {
             })?;
             tv.push(t.into());
         }
-        let out = self.state.run(tv).map_err(|e| Error::Model {
+        self.run_values(tv)
+    }
+
+    /// Runs a one-input model on a float32 tensor of `shape` that `fill` writes in place: the
+    /// tensor is kept and reused from run to run (no allocation or copy of the input per call).
+    /// Returns every output flattened.
+    pub fn run_f32_filled(&mut self, shape: &[usize], fill: impl FnOnce(&mut [f32])) -> Result<Vec<Vec<f32>>> {
+        use std::sync::Arc;
+        use tract_onnx::prelude::*;
+        let path = &self.path;
+        let bad = |e: TractError| Error::Model { path: path.clone(), message: format!("bad input: {e:#}") };
+        // Reusable when tract holds no reference to it any more (it drops it after each run).
+        let reusable = self.input.as_mut().is_some_and(|t| t.shape() == shape && Arc::get_mut(t).is_some());
+        if !reusable {
+            self.input = Some(Arc::new(Tensor::zero::<f32>(shape).map_err(bad)?));
+        }
+        let tensor = self.input.as_mut().and_then(Arc::get_mut).expect("input tensor held only here");
+        let mut view = tensor.try_as_plain_ram_mut().map_err(bad)?;
+        fill(view.as_slice_mut::<f32>().map_err(bad)?);
+        let input = self.input.clone().expect("input tensor").into_tvalue();
+        self.run_values(tvec![input])
+    }
+
+    fn run_values(&mut self, inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>) -> Result<Vec<Vec<f32>>> {
+        let out = self.state.run(inputs).map_err(|e| Error::Model {
             path: self.path.clone(),
             message: format!("inference failed: {e:#}"),
         })?;

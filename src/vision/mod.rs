@@ -109,6 +109,11 @@ impl VisionStage {
         self.customer.forget();
     }
 
+    /// The crop FaceMesh will use on the next frame, while a face is tracked.
+    pub fn tracked_roi(&self) -> Option<align::Roi> {
+        self.track
+    }
+
     /// Model versions used (empty without models).
     pub fn versions(&self) -> BTreeMap<String, String> {
         self.models.as_ref().map(|m| m.versions.clone()).unwrap_or_default()
