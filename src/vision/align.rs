@@ -161,22 +161,24 @@ impl Grid {
 #[inline(always)]
 fn sample3(rgb: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
     let (xs, ys) = (x - 0.5, y - 0.5);
-    let (x0, y0) = (xs.floor(), ys.floor());
-    let (fx, fy) = (xs - x0, ys - y0);
-    if x0 >= 0.0 && y0 >= 0.0 && x0 + 1.0 < w as f32 && y0 + 1.0 < h as f32 {
-        let i = (y0 as usize * w + x0 as usize) * 3;
-        let j = i + w * 3;
-        let (a, b) = (&rgb[i..i + 6], &rgb[j..j + 6]);
-        let mut o = [0.0f32; 3];
-        for (ch, o) in o.iter_mut().enumerate() {
-            let top = a[ch] as f32 * (1.0 - fx) + a[ch + 3] as f32 * fx;
-            let bottom = b[ch] as f32 * (1.0 - fx) + b[ch + 3] as f32 * fx;
-            *o = top * (1.0 - fy) + bottom * fy;
+    if xs >= 0.0 && ys >= 0.0 {
+        // Non-negative: truncation is `floor` (without a libm call on baseline x86_64).
+        let (x0, y0) = (xs as u32 as usize, ys as u32 as usize);
+        if x0 + 1 < w && y0 + 1 < h {
+            let (fx, fy) = (xs - x0 as f32, ys - y0 as f32);
+            let i = (y0 * w + x0) * 3;
+            let j = i + w * 3;
+            let (a, b) = (&rgb[i..i + 6], &rgb[j..j + 6]);
+            let mut o = [0.0f32; 3];
+            for (ch, o) in o.iter_mut().enumerate() {
+                let top = a[ch] as f32 * (1.0 - fx) + a[ch + 3] as f32 * fx;
+                let bottom = b[ch] as f32 * (1.0 - fx) + b[ch + 3] as f32 * fx;
+                *o = top * (1.0 - fy) + bottom * fy;
+            }
+            return o;
         }
-        o
-    } else {
-        [sample(rgb, w, h, x, y, 0), sample(rgb, w, h, x, y, 1), sample(rgb, w, h, x, y, 2)]
     }
+    [sample(rgb, w, h, x, y, 0), sample(rgb, w, h, x, y, 1), sample(rgb, w, h, x, y, 2)]
 }
 
 /// Letterboxing of a frame into a square model input: scale and padding.

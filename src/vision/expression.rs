@@ -118,9 +118,9 @@ impl ExpressionModel {
     pub fn classify(&mut self, rgb: &[u8], w: usize, h: usize, roi: &Roi) -> Result<Vec<f32>> {
         let n = self.input_size;
         let [lo, hi] = self.input_range;
-        let out = self
-            .model
-            .run_f32_filled(&[1, n, n, 1], |dst| crop_gray_into(rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo), dst))?;
+        let out = self.model.run_f32_filled(&[1, n, n, 1], |dst| {
+            crop_gray_into(rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo), dst)
+        })?;
         let raw = &out[0];
         Ok(if self.outputs_probs {
             // Calibrate probabilities: softmax(ln p / T).

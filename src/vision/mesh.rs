@@ -134,9 +134,9 @@ impl FaceMesh {
 
     /// Runs on the crop `roi` of an RGB24 frame.
     pub fn landmarks(&mut self, rgb: &[u8], w: usize, h: usize, roi: Roi) -> Result<Landmarks> {
-        let out = self
-            .model
-            .run_f32_filled(&[1, INPUT, INPUT, 3], |dst| crop_rgb_into(rgb, w, h, &roi, INPUT, |v| v / 255.0, dst))?;
+        let out = self.model.run_f32_filled(&[1, INPUT, INPUT, 3], |dst| {
+            crop_rgb_into(rgb, w, h, &roi, INPUT, |v| v / 255.0, dst)
+        })?;
         let (pts, logit) =
             if out[0].len() == LANDMARKS * 3 { (&out[0], out[1][0]) } else { (&out[1], out[0][0]) };
         let s = INPUT as f32;
