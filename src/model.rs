@@ -394,17 +394,15 @@ impl tract_onnx::tract_core::ops::EvalOp for PreluInPlace {
         let mut t = inputs.remove(0).into_tensor();
         let inner: usize = t.shape()[self.axis + 1..].iter().product();
         let n = t.shape().get(self.axis).copied().unwrap_or(1);
-        let mut view = t.try_as_plain_ram_mut()?;
-        let data = view.as_slice_mut::<f32>()?;
         if inner > 0 {
-            for (i, block) in data.chunks_exact_mut(inner).enumerate() {
+            let mut view = t.try_as_plain_ram_mut()?;
+            for (i, block) in view.as_slice_mut::<f32>()?.chunks_exact_mut(inner).enumerate() {
                 let s = if self.slope.len() == 1 { self.slope[0] } else { self.slope[i % n] };
                 for x in block {
                     *x = if 0.0 > *x { *x * s } else { *x };
                 }
             }
         }
-        drop(view);
         Ok(tvec![t.into_tvalue()])
     }
 
