@@ -6,7 +6,7 @@
 use affectd::config::{ModelsConfig, VisionConfig};
 use affectd::message::Frame;
 use affectd::model::{Manifest, OnnxModel};
-use affectd::vision::{VisionModels, VisionStage};
+use affectd::vision::{align, expression, mesh, VisionModels, VisionStage};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::Path;
 
@@ -92,6 +92,29 @@ fn stage(c: &mut Criterion) {
             tracked.process(&frame(seq)).unwrap()
         })
     });
+    // Exactly a tracked frame: the frame is built once (no copy inside the timing), tracking holds
+    // (checked: the detector does not run), FaceMesh + expression + cues.
+    let mut tracked = mk();
+    let mut f = frame(0);
+    assert!(tracked.process(&f).unwrap().face.is_some(), "a face in the bench image");
+    g.bench_function("tracked_frame", |b| {
+        b.iter(|| {
+            f.seq += 1;
+            f.t = f.seq as f64 / 10.0;
+            let obs = tracked.process(&f).unwrap();
+            assert!(obs.face.as_ref().is_some_and(|face| !face.detector_ran), "tracking held");
+            obs
+        })
+    });
+    // The crops alone (the Rust side of a tracked frame besides the two models), at the ROIs
+    // the tracked frame uses.
+    let roi = tracked.tracked_roi().expect("tracked face");
+    g.bench_function("crop_mesh_192", |b| {
+        b.iter(|| align::crop_rgb(&f.rgb, w, h, &roi, mesh::INPUT, |v| v / 255.0))
+    });
+    // The expression crop is the same square, tighter (see expression::expression_roi).
+    let eroi = align::Roi { size: roi.size / mesh::SCALE * expression::CROP_SCALE, ..roi };
+    g.bench_function("crop_expression_48", |b| b.iter(|| align::crop_gray(&f.rgb, w, h, &eroi, 48, |v| v)));
     // Tracking lost every frame: detection + mesh + expression.
     let mut fresh = mk();
     g.bench_function("frame_detect_512x512", |b| {

@@ -428,6 +428,17 @@ fn print_summary(s: &Summary, stats: bool) {
                 c.name, c.capacity, c.sent, c.received, c.dropped, c.latency_mean_ms, c.latency_max_ms
             );
         }
+        eprintln!("{:<26} {:>9} {:>6} {:>9}", "stage thread", "busy", "busy%", "waiting");
+        let wall = s.wall_seconds.max(1e-9);
+        for (name, busy) in &s.stage_busy {
+            eprintln!(
+                "{:<26} {:>8.2}s {:>5.1}% {:>8.2}s",
+                name,
+                busy,
+                100.0 * busy / wall,
+                (s.wall_seconds - busy).max(0.0)
+            );
+        }
     }
 }
 

@@ -134,7 +134,7 @@ pub(super) fn vision_stage(
         n += 1;
         // Newest wins on overflow, so the last frame sent is never the one dropped.
         end = end.max(frame.t + frame.duration);
-        match hook.check("vision", n).and_then(|_| stage.process(&frame)) {
+        match c.busy(0, || hook.check("vision", n).and_then(|_| stage.process(&frame))) {
             Ok(obs) => {
                 errors.ok(sup);
                 c.frames.fetch_add(1, Ordering::Relaxed);
@@ -168,12 +168,12 @@ pub(super) fn audio_stage(
     let mut stage = LevelStage;
     let mut end_of_audio = 0.0f64;
     while let Some(chunk) = rx.recv() {
-        let obs = stage.process(&chunk);
+        let obs = c.busy(1, || stage.process(&chunk));
         c.audio_samples.fetch_add(chunk.samples.len() as u64, Ordering::Relaxed);
         let end = chunk.t + chunk.duration();
         end_of_audio = end;
         if let Some((v, seg_tx)) = vad.as_mut() {
-            for seg in v.push(&chunk) {
+            for seg in c.busy(1, || v.push(&chunk)) {
                 let _ = seg_tx.send(Event::Obs(seg));
             }
             let _ = seg_tx.send(Event::Progress(v.watermark()));
@@ -224,29 +224,30 @@ pub(super) fn asr_stage(
     let hook = FaultHook::for_stage("asr");
     let mut n = 0u64;
     while let Some(msg) = rx.recv() {
-        let out =
-            match msg {
-                Event::Obs(seg) => {
-                    n += 1;
-                    match hook.check("asr", n).and_then(|_| asr.transcribe(&seg)).and_then(|t| {
+        let out = match msg {
+            Event::Obs(seg) => {
+                n += 1;
+                match sup.counters.busy(2, || {
+                    hook.check("asr", n).and_then(|_| asr.transcribe(&seg)).and_then(|t| {
                         t.map(|t| voice_of(voice.as_mut(), &t, &seg).map(|v| (t, v))).transpose()
-                    }) {
-                        Ok(Some((t, v))) => {
-                            errors.ok(sup);
-                            Event::Obs((t, v))
-                        }
-                        Ok(None) => Event::Progress(seg.start),
-                        // One segment that cannot be transcribed is skipped and counted.
-                        Err(e) => {
-                            let what = format!("speech {:.2}-{:.2} s", seg.start, seg.end);
-                            errors.failed(sup, &sup.counters.utterances_failed, &what, &e);
-                            Event::Progress(seg.end)
-                        }
+                    })
+                }) {
+                    Ok(Some((t, v))) => {
+                        errors.ok(sup);
+                        Event::Obs((t, v))
+                    }
+                    Ok(None) => Event::Progress(seg.start),
+                    // One segment that cannot be transcribed is skipped and counted.
+                    Err(e) => {
+                        let what = format!("speech {:.2}-{:.2} s", seg.start, seg.end);
+                        errors.failed(sup, &sup.counters.utterances_failed, &what, &e);
+                        Event::Progress(seg.end)
                     }
                 }
-                Event::Progress(w) => Event::Progress(w),
-                Event::End(t) => Event::End(t),
-            };
+            }
+            Event::Progress(w) => Event::Progress(w),
+            Event::End(t) => Event::End(t),
+        };
         if tx.send(out).is_err() {
             return Ok(());
         }
@@ -270,18 +271,20 @@ pub(super) fn text_stage(
         let event = match msg {
             Event::Obs((t, voice)) => {
                 let (probs, embedding) = match model.as_mut() {
-                    Some(m) => match hook.check("text", seq + 1).and_then(|_| m.analyze(&t.text)) {
-                        Ok(s) => {
-                            errors.ok(sup);
-                            (Some(s.probs), Some(s.embedding))
+                    Some(m) => {
+                        match c.busy(3, || hook.check("text", seq + 1).and_then(|_| m.analyze(&t.text))) {
+                            Ok(s) => {
+                                errors.ok(sup);
+                                (Some(s.probs), Some(s.embedding))
+                            }
+                            // The words stay (transcript, voice); only their sentiment is missing.
+                            Err(e) => {
+                                let what = format!("sentiment of speech {:.2}-{:.2} s", t.start, t.end);
+                                errors.failed(sup, &c.utterances_failed, &what, &e);
+                                (None, None)
+                            }
                         }
-                        // The words stay (transcript, voice); only their sentiment is missing.
-                        Err(e) => {
-                            let what = format!("sentiment of speech {:.2}-{:.2} s", t.start, t.end);
-                            errors.failed(sup, &c.utterances_failed, &what, &e);
-                            (None, None)
-                        }
-                    },
+                    }
                     None => (None, None),
                 };
                 c.utterances.fetch_add(1, Ordering::Relaxed);

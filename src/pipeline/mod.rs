@@ -168,6 +168,9 @@ pub struct Summary {
     pub faults: crate::message::FaultCounts,
     /// Final channel figures.
     pub channels: Vec<ChannelSnapshot>,
+    /// Seconds each branch stage thread spent working (the rest of `wall_seconds` it waited
+    /// for input or for room downstream): (stage, busy seconds).
+    pub stage_busy: Vec<(String, f64)>,
 }
 
 impl Pipeline {
@@ -370,6 +373,11 @@ impl Pipeline {
             late_observations: c.late.load(Ordering::Relaxed),
             faults: c.faults(self.mic.as_deref()),
             channels,
+            stage_busy: supervisor::STAGES
+                .iter()
+                .zip(&c.busy_ns)
+                .map(|(s, ns)| (s.to_string(), ns.load(Ordering::Relaxed) as f64 / 1e9))
+                .collect(),
         })
     }
 }

@@ -16,6 +16,22 @@ pub(super) struct Counters {
     pub(super) utterances_failed: AtomicU64,
     pub(super) stage_panics: AtomicU64,
     pub(super) sink_failures: AtomicU64,
+    /// Nanoseconds each branch stage thread spent working (not waiting for input or for room
+    /// downstream), indexed like [`STAGES`].
+    pub(super) busy_ns: [AtomicU64; 4],
+}
+
+/// The stage threads whose busy time is measured, in [`Counters::busy_ns`] order.
+pub(super) const STAGES: [&str; 4] = ["vision", "audio", "asr", "text"];
+
+impl Counters {
+    /// Runs `work` and adds its duration to stage `i`'s busy time.
+    pub(super) fn busy<T>(&self, i: usize, work: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = work();
+        self.busy_ns[i].fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
 }
 
 impl Counters {

@@ -72,22 +72,29 @@ pub fn crop_rgb(
     out: usize,
     norm: impl Fn(f32) -> f32,
 ) -> Vec<f32> {
-    let mut dst = Vec::with_capacity(out * out * 3);
-    for_each_point(roi, out, |x, y| {
-        for ch in 0..3 {
-            dst.push(norm(sample(rgb, w, h, x, y, ch)));
-        }
-    });
+    let mut dst = vec![0.0; out * out * 3];
+    crop_rgb_into(rgb, w, h, roi, out, norm, &mut dst);
     dst
 }
 
-/// Calls `f` with the frame position of every pixel centre of an `out`×`out` crop of `roi`,
-/// row by row.
-fn for_each_point(roi: &Roi, out: usize, mut f: impl FnMut(f32, f32)) {
-    for v in 0..out {
-        for u in 0..out {
-            let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
-            f(x, y);
+/// [`crop_rgb`] into a caller's buffer of `out * out * 3` values (e.g. a reused model input).
+pub fn crop_rgb_into(
+    rgb: &[u8],
+    w: usize,
+    h: usize,
+    roi: &Roi,
+    out: usize,
+    norm: impl Fn(f32) -> f32,
+    dst: &mut [f32],
+) {
+    assert_eq!(dst.len(), out * out * 3, "crop buffer size");
+    let grid = Grid::new(roi, out);
+    for (row, &(dys, dyc)) in dst.chunks_exact_mut(out * 3).zip(&grid.rows) {
+        for (px, &(dxc, dxs)) in row.chunks_exact_mut(3).zip(&grid.cols) {
+            let [r, g, b] = sample3(rgb, w, h, roi.cx + dxc - dys, roi.cy + dxs + dyc);
+            px[0] = norm(r);
+            px[1] = norm(g);
+            px[2] = norm(b);
         }
     }
 }
@@ -101,14 +108,77 @@ pub fn crop_gray(
     out: usize,
     norm: impl Fn(f32) -> f32,
 ) -> Vec<f32> {
-    let mut dst = Vec::with_capacity(out * out);
-    for_each_point(roi, out, |x, y| {
-        let l = 0.299 * sample(rgb, w, h, x, y, 0)
-            + 0.587 * sample(rgb, w, h, x, y, 1)
-            + 0.114 * sample(rgb, w, h, x, y, 2);
-        dst.push(norm(l));
-    });
+    let mut dst = vec![0.0; out * out];
+    crop_gray_into(rgb, w, h, roi, out, norm, &mut dst);
     dst
+}
+
+/// [`crop_gray`] into a caller's buffer of `out * out` values.
+pub fn crop_gray_into(
+    rgb: &[u8],
+    w: usize,
+    h: usize,
+    roi: &Roi,
+    out: usize,
+    norm: impl Fn(f32) -> f32,
+    dst: &mut [f32],
+) {
+    assert_eq!(dst.len(), out * out, "crop buffer size");
+    let grid = Grid::new(roi, out);
+    for (row, &(dys, dyc)) in dst.chunks_exact_mut(out).zip(&grid.rows) {
+        for (px, &(dxc, dxs)) in row.iter_mut().zip(&grid.cols) {
+            let [r, g, b] = sample3(rgb, w, h, roi.cx + dxc - dys, roi.cy + dxs + dyc);
+            *px = norm(0.299 * r + 0.587 * g + 0.114 * b);
+        }
+    }
+}
+
+/// The frame offsets of the pixel centres of an `out`×`out` crop of `roi`, per crop column and
+/// per row: the products [`Roi::to_frame`] forms for each pixel, formed once per column and row
+/// (one `sin_cos` per crop). `cx + dx·cos − dy·sin` and `cy + dx·sin + dy·cos` from them are the
+/// same operations in the same order as `to_frame`, so the sampled positions are bit-identical.
+struct Grid {
+    /// Per column: (dx·cos, dx·sin).
+    cols: Vec<(f32, f32)>,
+    /// Per row: (dy·sin, dy·cos).
+    rows: Vec<(f32, f32)>,
+}
+
+impl Grid {
+    fn new(roi: &Roi, out: usize) -> Grid {
+        let (s, c) = roi.rotation.sin_cos();
+        let d = |i: usize| ((i as f32 + 0.5) / out as f32 - 0.5) * roi.size;
+        Grid {
+            cols: (0..out).map(|u| (d(u) * c, d(u) * s)).collect(),
+            rows: (0..out).map(|v| (d(v) * s, d(v) * c)).collect(),
+        }
+    }
+}
+
+/// Bilinear sample of the three channels at (x, y): [`sample`]'s arithmetic, with one bounds
+/// test for the common case of all four neighbours inside the frame (then no per-pixel checks);
+/// near or outside the border it falls back to [`sample`] (outside is black).
+#[inline(always)]
+fn sample3(rgb: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
+    let (xs, ys) = (x - 0.5, y - 0.5);
+    if xs >= 0.0 && ys >= 0.0 {
+        // Non-negative: truncation is `floor` (without a libm call on baseline x86_64).
+        let (x0, y0) = (xs as u32 as usize, ys as u32 as usize);
+        if x0 + 1 < w && y0 + 1 < h {
+            let (fx, fy) = (xs - x0 as f32, ys - y0 as f32);
+            let i = (y0 * w + x0) * 3;
+            let j = i + w * 3;
+            let (a, b) = (&rgb[i..i + 6], &rgb[j..j + 6]);
+            let mut o = [0.0f32; 3];
+            for (ch, o) in o.iter_mut().enumerate() {
+                let top = a[ch] as f32 * (1.0 - fx) + a[ch + 3] as f32 * fx;
+                let bottom = b[ch] as f32 * (1.0 - fx) + b[ch + 3] as f32 * fx;
+                *o = top * (1.0 - fy) + bottom * fy;
+            }
+            return o;
+        }
+    }
+    [sample(rgb, w, h, x, y, 0), sample(rgb, w, h, x, y, 1), sample(rgb, w, h, x, y, 2)]
 }
 
 /// Letterboxing of a frame into a square model input: scale and padding.
@@ -185,6 +255,39 @@ mod tests {
         for y in 0..4 {
             for x in 0..4 {
                 assert_eq!(c[(y * 4 + x) * 3], (x * 10 + y) as f32);
+            }
+        }
+    }
+
+    /// The per-pixel formulation the crops were first written as: `to_frame` of each pixel
+    /// centre, then `sample` per channel.
+    fn reference_crop(rgb: &[u8], w: usize, h: usize, roi: &Roi, out: usize) -> (Vec<f32>, Vec<f32>) {
+        let (mut c, mut g) = (Vec::new(), Vec::new());
+        for v in 0..out {
+            for u in 0..out {
+                let (x, y) = roi.to_frame((u as f32 + 0.5) / out as f32, (v as f32 + 0.5) / out as f32);
+                let s = |ch| sample(rgb, w, h, x, y, ch);
+                c.extend([s(0), s(1), s(2)]);
+                g.push(0.299 * s(0) + 0.587 * s(1) + 0.114 * s(2));
+            }
+        }
+        (c, g)
+    }
+
+    #[test]
+    fn fast_crops_are_bit_identical_to_the_per_pixel_reference() {
+        let (w, h) = (37, 29);
+        let img: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+        for roi in [
+            Roi { cx: 18.0, cy: 14.0, size: 20.0, rotation: 0.0 },
+            Roi { cx: 17.3, cy: 12.9, size: 23.7, rotation: 0.37 },
+            Roi { cx: 3.0, cy: 25.0, size: 30.0, rotation: -2.1 }, // crosses the border
+            Roi { cx: -40.0, cy: 5.0, size: 10.0, rotation: 1.0 }, // wholly outside
+        ] {
+            for out in [1, 7, 16] {
+                let (c, g) = reference_crop(&img, w, h, &roi, out);
+                assert_eq!(crop_rgb(&img, w, h, &roi, out, |v| v), c, "{roi:?} {out}");
+                assert_eq!(crop_gray(&img, w, h, &roi, out, |v| v), g, "{roi:?} {out}");
             }
         }
     }

@@ -4,7 +4,7 @@
 //! 255 → hi, default [-1, 1]) come from the manifest entry too, so a model with another input
 //! needs no code change.
 
-use super::align::{crop_gray, rotation_from, Roi};
+use super::align::{crop_gray_into, rotation_from, Roi};
 use super::mesh::{idx, Landmarks};
 use crate::error::{Error, Result};
 use crate::model::{ModelEntry, OnnxModel};
@@ -113,8 +113,9 @@ impl ExpressionModel {
     pub fn classify(&mut self, rgb: &[u8], w: usize, h: usize, roi: &Roi) -> Result<Vec<f32>> {
         let n = self.input_size;
         let [lo, hi] = self.input_range;
-        let input = crop_gray(rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo));
-        let out = self.model.run_f32(vec![(&[1, n, n, 1], input)])?;
+        let out = self.model.run_f32_filled(&[1, n, n, 1], |dst| {
+            crop_gray_into(rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo), dst)
+        })?;
         let raw = &out[0];
         Ok(if self.outputs_probs {
             // Calibrate probabilities: softmax(ln p / T).

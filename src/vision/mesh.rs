@@ -2,7 +2,7 @@
 //! the eyes are level, gives 468 3-D landmarks and a face-presence score. The landmarks of one
 //! frame give the crop of the next (tracking), so the detector runs only when tracking is lost.
 
-use super::align::{crop_rgb, rotation_from, Roi};
+use super::align::{crop_rgb_into, rotation_from, Roi};
 use super::detect::Detection;
 use crate::error::Result;
 use crate::model::OnnxModel;
@@ -134,16 +134,19 @@ impl FaceMesh {
 
     /// Runs on the crop `roi` of an RGB24 frame.
     pub fn landmarks(&mut self, rgb: &[u8], w: usize, h: usize, roi: Roi) -> Result<Landmarks> {
-        let input = crop_rgb(rgb, w, h, &roi, INPUT, |v| v / 255.0);
-        let out = self.model.run_f32(vec![(&[1, INPUT, INPUT, 3], input)])?;
+        let out = self.model.run_f32_filled(&[1, INPUT, INPUT, 3], |dst| {
+            crop_rgb_into(rgb, w, h, &roi, INPUT, |v| v / 255.0, dst)
+        })?;
         let (pts, logit) =
             if out[0].len() == LANDMARKS * 3 { (&out[0], out[1][0]) } else { (&out[1], out[0][0]) };
         let s = INPUT as f32;
+        // `roi.to_frame` per point, with its sin_cos taken once.
+        let (sin, cos) = roi.rotation.sin_cos();
         let points = pts
             .chunks_exact(3)
             .map(|p| {
-                let (x, y) = roi.to_frame(p[0] / s, p[1] / s);
-                [x, y, p[2] / s * roi.size]
+                let (dx, dy) = ((p[0] / s - 0.5) * roi.size, (p[1] / s - 0.5) * roi.size);
+                [roi.cx + dx * cos - dy * sin, roi.cy + dx * sin + dy * cos, p[2] / s * roi.size]
             })
             .collect();
         Ok(Landmarks { points, presence: 1.0 / (1.0 + (-logit.clamp(-100.0, 100.0)).exp()), roi })

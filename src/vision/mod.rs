@@ -109,6 +109,11 @@ impl VisionStage {
         self.customer.forget();
     }
 
+    /// The crop FaceMesh will use on the next frame, while a face is tracked.
+    pub fn tracked_roi(&self) -> Option<align::Roi> {
+        self.track
+    }
+
     /// Model versions used (empty without models).
     pub fn versions(&self) -> BTreeMap<String, String> {
         self.models.as_ref().map(|m| m.versions.clone()).unwrap_or_default()
@@ -190,17 +195,24 @@ impl VisionStage {
 }
 
 /// Mean BT.601 luma of an RGB24 buffer, in [0, 1] (every 4th pixel; it is an exposure check).
+/// Summed exactly in integers (weights ×1000), so the only rounding is the final division.
 pub fn luma_mean(rgb: &[u8]) -> f32 {
-    let mut sum = 0.0f64;
+    let mut sum = 0u64;
     let mut n = 0u64;
-    for px in rgb.chunks_exact(3).step_by(4) {
-        sum += 0.299 * px[0] as f64 + 0.587 * px[1] as f64 + 0.114 * px[2] as f64;
+    for px in rgb.chunks_exact(12) {
+        sum += 299 * px[0] as u64 + 587 * px[1] as u64 + 114 * px[2] as u64;
+        n += 1;
+    }
+    // A last partial group of 4 pixels still has its first pixel sampled.
+    if rgb.len() % 12 >= 3 {
+        let px = &rgb[rgb.len() - rgb.len() % 12..];
+        sum += 299 * px[0] as u64 + 587 * px[1] as u64 + 114 * px[2] as u64;
         n += 1;
     }
     if n == 0 {
         0.0
     } else {
-        (sum / n as f64 / 255.0) as f32
+        (sum as f64 / 1000.0 / n as f64 / 255.0) as f32
     }
 }
 
@@ -340,6 +352,10 @@ mod tests {
         assert_eq!(luma_mean(&[0; 48]), 0.0);
         assert!((luma_mean(&[255; 48]) - 1.0).abs() < 1e-6);
         assert!((luma_mean(&[51; 48]) - 0.2).abs() < 1e-6);
+        // Every 4th pixel, a trailing partial group included: pixels 0 and 4 of 5.
+        let mut img = vec![0u8; 15];
+        img[12..15].copy_from_slice(&[255, 255, 255]);
+        assert!((luma_mean(&img) - 0.5).abs() < 1e-6);
     }
 
     #[test]
