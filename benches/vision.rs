@@ -110,11 +110,17 @@ fn stage(c: &mut Criterion) {
     // the tracked frame uses.
     let roi = tracked.tracked_roi().expect("tracked face");
     g.bench_function("crop_mesh_192", |b| {
-        b.iter(|| align::crop_rgb(&f.rgb, w, h, &roi, mesh::INPUT, |v| v / 255.0))
+        let mut dst = vec![0.0; mesh::INPUT * mesh::INPUT * 3];
+        b.iter(|| {
+            align::crop_into(align::CropColor::Rgb, &f.rgb, w, h, &roi, mesh::INPUT, |v| v / 255.0, &mut dst)
+        })
     });
     // The expression crop is the same square, tighter (see expression::expression_roi).
     let eroi = align::Roi { size: roi.size / mesh::SCALE * expression::CROP_SCALE, ..roi };
-    g.bench_function("crop_expression_48", |b| b.iter(|| align::crop_gray(&f.rgb, w, h, &eroi, 48, |v| v)));
+    g.bench_function("crop_expression_48", |b| {
+        let mut dst = vec![0.0; 48 * 48];
+        b.iter(|| align::crop_into(align::CropColor::Gray, &f.rgb, w, h, &eroi, 48, |v| v, &mut dst))
+    });
     // Tracking lost every frame: detection + mesh + expression.
     let mut fresh = mk();
     g.bench_function("frame_detect_512x512", |b| {

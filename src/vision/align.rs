@@ -62,23 +62,21 @@ fn sample(rgb: &[u8], w: usize, h: usize, x: f32, y: f32, ch: usize) -> f32 {
     top * (1.0 - fy) + bottom * fy
 }
 
-/// Samples `roi` of an RGB24 frame into an `out`×`out` RGB crop, each value mapped by `norm`
-/// (e.g. `|v| v / 255.0`), written as NHWC floats.
-pub fn crop_rgb(
-    rgb: &[u8],
-    w: usize,
-    h: usize,
-    roi: &Roi,
-    out: usize,
-    norm: impl Fn(f32) -> f32,
-) -> Vec<f32> {
-    let mut dst = vec![0.0; out * out * 3];
-    crop_rgb_into(rgb, w, h, roi, out, norm, &mut dst);
-    dst
+/// What a crop holds per pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropColor {
+    /// Three values, R G B (NHWC).
+    Rgb,
+    /// One value, BT.601 luma.
+    Gray,
 }
 
-/// [`crop_rgb`] into a caller's buffer of `out * out * 3` values (e.g. a reused model input).
-pub fn crop_rgb_into(
+/// Samples `roi` of an RGB24 frame into an `out`×`out` crop in `dst` (`out * out` pixels of
+/// `color`, row by row, e.g. a reused model input), each value mapped by `norm`
+/// (e.g. `|v| v / 255.0`).
+#[allow(clippy::too_many_arguments)]
+pub fn crop_into(
+    color: CropColor,
     rgb: &[u8],
     w: usize,
     h: usize,
@@ -87,48 +85,30 @@ pub fn crop_rgb_into(
     norm: impl Fn(f32) -> f32,
     dst: &mut [f32],
 ) {
-    assert_eq!(dst.len(), out * out * 3, "crop buffer size");
-    let grid = Grid::new(roi, out);
-    for (row, &(dys, dyc)) in dst.chunks_exact_mut(out * 3).zip(&grid.rows) {
-        for (px, &(dxc, dxs)) in row.chunks_exact_mut(3).zip(&grid.cols) {
-            let [r, g, b] = sample3(rgb, w, h, roi.cx + dxc - dys, roi.cy + dxs + dyc);
-            px[0] = norm(r);
-            px[1] = norm(g);
-            px[2] = norm(b);
+    match color {
+        CropColor::Rgb => crop_map(rgb, w, h, roi, out, dst, |[r, g, b]| [norm(r), norm(g), norm(b)]),
+        CropColor::Gray => {
+            crop_map(rgb, w, h, roi, out, dst, |[r, g, b]| [norm(0.299 * r + 0.587 * g + 0.114 * b)])
         }
     }
 }
 
-/// Samples `roi` into an `out`×`out` grey crop (BT.601 luma), values mapped by `norm`.
-pub fn crop_gray(
+/// The one crop loop: samples every pixel centre of an `out`×`out` crop of `roi` (bilinear RGB)
+/// and writes `map` of it, `C` values per pixel, row by row into `dst`.
+fn crop_map<const C: usize>(
     rgb: &[u8],
     w: usize,
     h: usize,
     roi: &Roi,
     out: usize,
-    norm: impl Fn(f32) -> f32,
-) -> Vec<f32> {
-    let mut dst = vec![0.0; out * out];
-    crop_gray_into(rgb, w, h, roi, out, norm, &mut dst);
-    dst
-}
-
-/// [`crop_gray`] into a caller's buffer of `out * out` values.
-pub fn crop_gray_into(
-    rgb: &[u8],
-    w: usize,
-    h: usize,
-    roi: &Roi,
-    out: usize,
-    norm: impl Fn(f32) -> f32,
     dst: &mut [f32],
+    map: impl Fn([f32; 3]) -> [f32; C],
 ) {
-    assert_eq!(dst.len(), out * out, "crop buffer size");
+    assert_eq!(dst.len(), out * out * C, "crop buffer size");
     let grid = Grid::new(roi, out);
-    for (row, &(dys, dyc)) in dst.chunks_exact_mut(out).zip(&grid.rows) {
-        for (px, &(dxc, dxs)) in row.iter_mut().zip(&grid.cols) {
-            let [r, g, b] = sample3(rgb, w, h, roi.cx + dxc - dys, roi.cy + dxs + dyc);
-            *px = norm(0.299 * r + 0.587 * g + 0.114 * b);
+    for (row, &(dys, dyc)) in dst.chunks_exact_mut(out * C).zip(&grid.rows) {
+        for (px, &(dxc, dxs)) in row.chunks_exact_mut(C).zip(&grid.cols) {
+            px.copy_from_slice(&map(sample3(rgb, w, h, roi.cx + dxc - dys, roi.cy + dxs + dyc)));
         }
     }
 }
@@ -221,6 +201,13 @@ impl Letterbox {
 mod tests {
     use super::*;
 
+    fn crop(color: CropColor, rgb: &[u8], w: usize, h: usize, roi: &Roi, out: usize) -> Vec<f32> {
+        let per_pixel = if color == CropColor::Rgb { 3 } else { 1 };
+        let mut dst = vec![0.0; out * out * per_pixel];
+        crop_into(color, rgb, w, h, roi, out, |v| v, &mut dst);
+        dst
+    }
+
     #[test]
     fn roi_round_trip_with_rotation() {
         let r = Roi { cx: 100.0, cy: 80.0, size: 50.0, rotation: 0.3 };
@@ -251,7 +238,7 @@ mod tests {
             }
         }
         let roi = Roi { cx: 2.0, cy: 2.0, size: 4.0, rotation: 0.0 };
-        let c = crop_rgb(&img, 4, 4, &roi, 4, |v| v);
+        let c = crop(CropColor::Rgb, &img, 4, 4, &roi, 4);
         for y in 0..4 {
             for x in 0..4 {
                 assert_eq!(c[(y * 4 + x) * 3], (x * 10 + y) as f32);
@@ -286,8 +273,8 @@ mod tests {
         ] {
             for out in [1, 7, 16] {
                 let (c, g) = reference_crop(&img, w, h, &roi, out);
-                assert_eq!(crop_rgb(&img, w, h, &roi, out, |v| v), c, "{roi:?} {out}");
-                assert_eq!(crop_gray(&img, w, h, &roi, out, |v| v), g, "{roi:?} {out}");
+                assert_eq!(crop(CropColor::Rgb, &img, w, h, &roi, out), c, "{roi:?} {out}");
+                assert_eq!(crop(CropColor::Gray, &img, w, h, &roi, out), g, "{roi:?} {out}");
             }
         }
     }

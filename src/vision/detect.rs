@@ -1,7 +1,7 @@
 //! Face detection with BlazeFace short-range (mediapipe 0.10.14, 128×128 input, 896 anchors):
 //! letterbox, run, decode anchors, weighted non-maximum suppression.
 
-use super::align::{crop_rgb_into, Letterbox};
+use super::align::{crop_into, CropColor, Letterbox};
 use crate::error::Result;
 use crate::model::OnnxModel;
 use std::path::Path;
@@ -149,7 +149,7 @@ impl FaceDetector {
     pub fn detect(&mut self, rgb: &[u8], w: usize, h: usize) -> Result<Vec<Detection>> {
         let lb = Letterbox::new(w, h);
         let out = self.model.run_f32_filled(&[1, INPUT, INPUT, 3], |dst| {
-            crop_rgb_into(rgb, w, h, &lb.roi(), INPUT, |v| v / 127.5 - 1.0, dst)
+            crop_into(CropColor::Rgb, rgb, w, h, &lb.roi(), INPUT, |v| v / 127.5 - 1.0, dst)
         })?;
         let (regressors, logits) =
             if out[0].len() == 896 * 16 { (&out[0], &out[1]) } else { (&out[1], &out[0]) };

@@ -4,7 +4,7 @@
 //! 255 → hi, default [-1, 1]) come from the manifest entry too, so a model with another input
 //! needs no code change.
 
-use super::align::{crop_gray_into, rotation_from, Roi};
+use super::align::{crop_into, rotation_from, CropColor, Roi};
 use super::mesh::{idx, Landmarks};
 use crate::error::{Error, Result};
 use crate::model::{ModelEntry, OnnxModel};
@@ -114,7 +114,7 @@ impl ExpressionModel {
         let n = self.input_size;
         let [lo, hi] = self.input_range;
         let out = self.model.run_f32_filled(&[1, n, n, 1], |dst| {
-            crop_gray_into(rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo), dst)
+            crop_into(CropColor::Gray, rgb, w, h, roi, n, |v| lo + v / 255.0 * (hi - lo), dst)
         })?;
         let raw = &out[0];
         Ok(if self.outputs_probs {

@@ -2,7 +2,7 @@
 //! the eyes are level, gives 468 3-D landmarks and a face-presence score. The landmarks of one
 //! frame give the crop of the next (tracking), so the detector runs only when tracking is lost.
 
-use super::align::{crop_rgb_into, rotation_from, Roi};
+use super::align::{crop_into, rotation_from, CropColor, Roi};
 use super::detect::Detection;
 use crate::error::Result;
 use crate::model::OnnxModel;
@@ -135,7 +135,7 @@ impl FaceMesh {
     /// Runs on the crop `roi` of an RGB24 frame.
     pub fn landmarks(&mut self, rgb: &[u8], w: usize, h: usize, roi: Roi) -> Result<Landmarks> {
         let out = self.model.run_f32_filled(&[1, INPUT, INPUT, 3], |dst| {
-            crop_rgb_into(rgb, w, h, &roi, INPUT, |v| v / 255.0, dst)
+            crop_into(CropColor::Rgb, rgb, w, h, &roi, INPUT, |v| v / 255.0, dst)
         })?;
         let (pts, logit) =
             if out[0].len() == LANDMARKS * 3 { (&out[0], out[1][0]) } else { (&out[1], out[0][0]) };

@@ -358,10 +358,9 @@ mod tests {
         assert!((luma_mean(&img) - 0.5).abs() < 1e-6);
     }
 
-    #[test]
-    fn a_new_customer_restarts_the_interval_face_figures() {
-        let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        let mk = |customer: u64, new_customer: bool, p: f32| FrameObs {
+    /// An analysed frame with a face: `eye` openness, expression probabilities (p, 1 − p).
+    fn face_frame(customer: u64, new_customer: bool, eye: f32, p: f32) -> FrameObs {
+        FrameObs {
             seq: 0,
             t: 0.0,
             dropped_before: 0,
@@ -372,12 +371,18 @@ mod tests {
                 presence: 1.0,
                 detection_score: None,
                 detector_ran: false,
-                cues: cues::Cues::default(),
+                cues: cues::Cues { eye_open: eye, ..Default::default() },
                 expression: vec![p, 1.0 - p],
                 customer,
                 new_customer,
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn a_new_customer_restarts_the_interval_face_figures() {
+        let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mk = |customer: u64, new_customer: bool, p: f32| face_frame(customer, new_customer, 0.3, p);
         let mut acc = FaceAcc::default();
         acc.add(&mk(1, false, 1.0));
         acc.add(&mk(1, false, 1.0));
@@ -396,23 +401,7 @@ mod tests {
     fn face_summary_averages_and_counts_blinks() {
         let labels: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let mut acc = FaceAcc::default();
-        let mk = |eye: f32, p: f32| FrameObs {
-            seq: 0,
-            t: 0.0,
-            dropped_before: 0,
-            luma_mean: 0.5,
-            process_ms: 2.0,
-            face: Some(FaceObs {
-                bbox: [0.0; 4],
-                presence: 1.0,
-                detection_score: None,
-                detector_ran: false,
-                cues: cues::Cues { eye_open: eye, ..Default::default() },
-                expression: vec![p, 1.0 - p],
-                customer: 1,
-                new_customer: false,
-            }),
-        };
+        let mk = |eye: f32, p: f32| face_frame(1, false, eye, p);
         for (eye, p) in [(0.3, 1.0), (0.05, 0.0), (0.3, 1.0), (0.05, 0.0)] {
             acc.add(&mk(eye, p));
         }
