@@ -101,6 +101,10 @@ fn main() {
     }
 
     println!("cargo:rerun-if-changed=wrapper.h");
+    // affectd patch: rebuild when the vendored (patched) sources change, not only the wrapper.
+    println!("cargo:rerun-if-changed=whisper.cpp/src");
+    println!("cargo:rerun-if-changed=whisper.cpp/include");
+    println!("cargo:rerun-if-changed=whisper.cpp/ggml");
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let whisper_root = out.join("whisper.cpp");

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex> // affectd patch
 #include <random>
 #include <regex>
 #include <set>
@@ -187,6 +188,76 @@ static bool ggml_graph_compute_helper(
     return ggml_backend_graph_compute(backend.get(), graph) == GGML_STATUS_SUCCESS;
 }
 
+// affectd patch: one persistent CPU threadpool per backend, without polling (poll = 0). Without
+// it ggml makes a disposable threadpool for every graph it computes (every decoder token):
+// worker threads are created and joined each time and spin-wait for work, so two threads ran
+// slower than one on a loaded 2-core machine. Workers of this pool sleep between graphs.
+struct affectd_cpu_pool {
+    ggml_threadpool_t pool = nullptr;
+    int n_threads = 0;
+};
+static std::mutex affectd_pools_mutex;
+static std::map<ggml_backend_t, affectd_cpu_pool> affectd_pools;
+
+typedef ggml_threadpool_t (*affectd_pool_new_t)(struct ggml_threadpool_params *);
+typedef void (*affectd_pool_free_t)(ggml_threadpool_t);
+typedef void (*affectd_pool_set_t)(ggml_backend_t, ggml_threadpool_t);
+
+// affectd patch: attaches a pool of `n_threads` to a CPU backend (n_threads <= 1: none).
+static void affectd_use_cpu_pool(ggml_backend_reg_t reg, ggml_backend_t backend, int n_threads) {
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    if (reg == nullptr || dev == nullptr || ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU) {
+        return;
+    }
+    auto fn_new  = (affectd_pool_new_t)  ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+    auto fn_free = (affectd_pool_free_t) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+    auto fn_set  = (affectd_pool_set_t)  ggml_backend_reg_get_proc_address(reg, "ggml_backend_cpu_set_threadpool");
+    if (!fn_new || !fn_free || !fn_set) {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(affectd_pools_mutex);
+    auto it = affectd_pools.find(backend);
+    if (it != affectd_pools.end()) {
+        if (it->second.n_threads == n_threads) {
+            return;
+        }
+        fn_set(backend, nullptr);
+        fn_free(it->second.pool);
+        affectd_pools.erase(it);
+    }
+    if (n_threads <= 1) {
+        return;
+    }
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+    tpp.poll = 0;
+    ggml_threadpool_t pool = fn_new(&tpp);
+    if (pool == nullptr) {
+        return;
+    }
+    fn_set(backend, pool);
+    affectd_pools[backend] = { pool, n_threads };
+}
+
+// affectd patch: frees the pool of a backend about to be freed.
+static void affectd_free_cpu_pool(ggml_backend_t backend) {
+    std::lock_guard<std::mutex> lock(affectd_pools_mutex);
+    auto it = affectd_pools.find(backend);
+    if (it == affectd_pools.end()) {
+        return;
+    }
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
+    auto fn_free = reg ? (affectd_pool_free_t) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free") : nullptr;
+    auto fn_set  = reg ? (affectd_pool_set_t)  ggml_backend_reg_get_proc_address(reg, "ggml_backend_cpu_set_threadpool") : nullptr;
+    if (fn_set) {
+        fn_set(backend, nullptr);
+    }
+    if (fn_free) {
+        fn_free(it->second.pool);
+    }
+    affectd_pools.erase(it);
+}
+
 static bool ggml_graph_compute_helper(
       ggml_backend_sched_t   sched,
         struct ggml_cgraph * graph,
@@ -201,6 +272,7 @@ static bool ggml_graph_compute_helper(
         if (fn_set_n_threads) {
             fn_set_n_threads(backend, n_threads);
         }
+        affectd_use_cpu_pool(reg, backend, n_threads); // affectd patch
     }
 
     const bool t = (ggml_backend_sched_graph_compute(sched, graph) == GGML_STATUS_SUCCESS);
@@ -3836,6 +3908,7 @@ void whisper_free_state(struct whisper_state * state) {
         ggml_backend_sched_free(state->sched_decode.sched);
 
         for (auto & backend : state->backends) {
+            affectd_free_cpu_pool(backend); // affectd patch
             ggml_backend_free(backend);
         }
 

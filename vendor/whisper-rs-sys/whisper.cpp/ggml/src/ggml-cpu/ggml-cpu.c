@@ -544,6 +544,15 @@ struct ggml_state {
 
 static struct ggml_state g_state = {0};
 
+// affectd patch: give up the core (used by ggml_barrier after a short spin).
+static inline void affectd_yield(void) {
+#if defined(_WIN32)
+    SwitchToThread();
+#else
+    sched_yield();
+#endif
+}
+
 void ggml_barrier(struct ggml_threadpool * tp) {
     int n_threads = atomic_load_explicit(&tp->n_graph, memory_order_relaxed) & GGML_THREADPOOL_N_THREADS_MASK;
     if (n_threads == 1) {
@@ -568,8 +577,17 @@ void ggml_barrier(struct ggml_threadpool * tp) {
     }
 
     // wait for other threads
+    // affectd patch: spin briefly, then yield the core. A thread that waits here while another
+    // thread of the graph is descheduled (more runnable threads than cores: vision, capture and
+    // other processes beside whisper) otherwise burns its whole time slice, and two ASR threads
+    // ran 3x slower than one on a loaded 2-core machine.
+    int affectd_spins = 0;
     while (atomic_load_explicit(&tp->n_barrier_passed, memory_order_relaxed) == n_passed) {
-        ggml_thread_cpu_relax();
+        if (++affectd_spins < 2048) {
+            ggml_thread_cpu_relax();
+        } else {
+            affectd_yield();
+        }
     }
 
     // exit barrier (full seq-cst fence)
