@@ -31,6 +31,7 @@ runs them in parallel branches; onnxruntime and CTranslate2 release the GIL whil
 
 usage: peer.py RECORDING [--threads N] [--models DIR] [--fps 10] [--interval 5] [--stats]
        [--frames-out FILE]   (per-frame face results, for the agreement check)
+       [--transcripts]       (transcripts in modalities.text, for comparing speech; not redacted)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--stats", action="store_true", help="print per-stage busy time to stderr")
     ap.add_argument("--frames-out", default=None, help="write per-frame face results (JSON lines) here")
+    ap.add_argument("--transcripts", action="store_true", help="add modalities.text.transcript and segments (not redacted: diagnostics only)")
     return ap.parse_args()
 
 
@@ -709,7 +711,7 @@ def dbfs(x: float) -> float:
     return -120.0 if x <= 1e-6 else max(20.0 * math.log10(x), -120.0)
 
 
-def build_intervals(frames, utts, audio, video_end, interval, labels, fusion: Fusion) -> list[dict]:
+def build_intervals(frames, utts, audio, video_end, interval, labels, fusion: Fusion, transcripts: bool = False) -> list[dict]:
     audio_end = len(audio) / AUDIO_RATE
     media_end = max(video_end, audio_end)
     idx = lambda t: max(int(math.floor(t / interval + 1e-9)), 0)  # noqa: E731
@@ -795,6 +797,9 @@ def build_intervals(frames, utts, audio, video_end, interval, labels, fusion: Fu
             "utterances": len(us),
             "words": sum(len(u["text"].split()) for u in us),
         }
+        if transcripts and us:
+            text["transcript"] = " ".join(u["text"] for u in us)
+            text["segments"] = [{"start_s": round4(u["start"]), "end_s": round4(u["end"]), "text": u["text"]} for u in us]
         voice = {"present": nv > 0, "utterances": nv}
         if v_tot > 0:
             p = [v / v_tot for v in vp]
@@ -939,7 +944,7 @@ def main() -> int:
     if errors:
         raise errors[0]
     t = time.perf_counter()
-    reports = build_intervals(frames, utts, audio_holder["audio"], video_end, a.interval, vision.labels, fusion)
+    reports = build_intervals(frames, utts, audio_holder["audio"], video_end, a.interval, vision.labels, fusion, a.transcripts)
     BUSY.add("window", time.perf_counter() - t)
     for r in reports:
         print(json.dumps(r), flush=True)
