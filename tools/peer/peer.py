@@ -109,6 +109,17 @@ class timed:
         return False
 
 
+def set_thread_name(name: str) -> None:
+    """The OS name of the calling thread (Linux prctl PR_SET_NAME), for per-thread CPU
+    accounting (threadcpu.py); threads started later by libraries inherit it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def session(path: Path, threads: int) -> ort.InferenceSession:
     o = ort.SessionOptions()
     o.intra_op_num_threads = threads
@@ -897,6 +908,7 @@ def main() -> int:
     errors: list[BaseException] = []
 
     def speech_branch() -> None:
+        set_thread_name("speech")
         try:
             t = time.perf_counter()
             p = ffmpeg(a.recording, ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le"])
@@ -913,6 +925,9 @@ def main() -> int:
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
+    set_thread_name("vision")  # after the models loaded: their worker threads keep "python"
+    startup_cpu = time.process_time()
+    vision_cpu0 = time.thread_time()
     th = threading.Thread(target=speech_branch, name="speech")
     th.start()
 
@@ -939,6 +954,7 @@ def main() -> int:
         i += 1
     if p.wait() != 0:
         raise RuntimeError("ffmpeg failed to decode the video")
+    vision_cpu = time.thread_time() - vision_cpu0
     video_end = (i - 1) / a.fps + 1.0 / a.fps if i else 0.0
     th.join()
     if errors:
@@ -960,6 +976,10 @@ def main() -> int:
             "busy_s": {k: round(v, 3) for k, v in sorted(BUSY.t.items())},
             "calls": dict(sorted(BUSY.n.items())),
             "cpu_s": round(time.process_time(), 3),
+            # CPU of the process until the models were loaded (imports, sessions, CTranslate2 load)
+            "startup_cpu_s": round(startup_cpu, 3),
+            # CPU of the vision loop's own thread (numpy crops, onnxruntime at 1 thread runs inline)
+            "vision_thread_cpu_s": round(vision_cpu, 3),
         }
         print(json.dumps({"peer_stats": st}), file=sys.stderr)
     return 0
