@@ -10,6 +10,23 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Writes `text` to stdout. A reader that stopped reading (`affectd models | head -1`) ends the
+/// output quietly, exit status 0, like other Unix tools; `print!` would panic there.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Error::io("stdout", e)),
+    }
+}
+
+/// `println!` through [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => { out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 /// affectd: on-device customer sentiment from face, voice and words.
 #[derive(Debug, Parser)]
 #[command(name = "affectd", version, about)]
@@ -194,7 +211,7 @@ pub struct AnalyzeArgs {
     /// Print per-channel figures (depth, latency, drops) at the end.
     #[arg(long)]
     pub stats: bool,
-    /// No progress bar and no summary.
+    /// No progress bar and no summary (`--stats` figures are still printed).
     #[arg(long, short)]
     pub quiet: bool,
     /// Also write a self-contained HTML report of the call here (docs/report.md).
@@ -300,16 +317,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                     )
                 }
             };
-            print!("{report}");
+            out(&report)?;
             Ok(0)
         }
         Command::Config { action: ConfigAction::Check { file } } => {
             let cfg = Config::load(&file)?;
-            println!(
+            outln!(
                 "# {}: valid. Effective configuration (defaults and environment applied):",
                 file.display()
-            );
-            print!("{}", cfg.to_toml());
+            )?;
+            out(&cfg.to_toml())?;
             Ok(0)
         }
     }
@@ -332,8 +349,9 @@ fn analyze(args: AnalyzeArgs) -> Result<i32> {
     };
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let done = crate::app::analyze(&opts, |p| wait_with_progress(p, show_progress))?;
+    // --quiet drops the summary line, not the figures --stats asks for.
+    print_summary(&done.summary, !args.quiet, args.stats);
     if !args.quiet {
-        print_summary(&done.summary, args.stats);
         if let Some((path, bytes)) = &done.report {
             eprintln!("affectd: report {} ({:.0} kB)", path.display(), *bytes as f64 / 1024.0);
         }
@@ -398,7 +416,16 @@ fn wait_with_progress(pipeline: Pipeline, show: bool) -> Result<Summary> {
     pipeline.wait()
 }
 
-fn print_summary(s: &Summary, stats: bool) {
+fn print_summary(s: &Summary, summary: bool, stats: bool) {
+    if summary {
+        print_summary_lines(s);
+    }
+    if stats {
+        print_stats(s);
+    }
+}
+
+fn print_summary_lines(s: &Summary) {
     let speed = if s.wall_seconds > 0.0 { s.media_seconds / s.wall_seconds } else { 0.0 };
     eprintln!(
         "affectd: {} intervals, {} frames analysed ({} dropped), {:.1} s audio, {} utterances, {:.1} s media in {:.2} s ({:.1}x real time), session {}",
@@ -417,28 +444,29 @@ fn print_summary(s: &Summary, stats: bool) {
             f.frames_failed, f.utterances_failed, f.sink_failures
         );
     }
-    if stats {
+}
+
+fn print_stats(s: &Summary) {
+    eprintln!(
+        "{:<26} {:>5} {:>8} {:>8} {:>7} {:>10} {:>10}",
+        "channel", "cap", "sent", "recv", "dropped", "lat_mean", "lat_max"
+    );
+    for c in &s.channels {
         eprintln!(
-            "{:<26} {:>5} {:>8} {:>8} {:>7} {:>10} {:>10}",
-            "channel", "cap", "sent", "recv", "dropped", "lat_mean", "lat_max"
+            "{:<26} {:>5} {:>8} {:>8} {:>7} {:>8.3}ms {:>8.3}ms",
+            c.name, c.capacity, c.sent, c.received, c.dropped, c.latency_mean_ms, c.latency_max_ms
         );
-        for c in &s.channels {
-            eprintln!(
-                "{:<26} {:>5} {:>8} {:>8} {:>7} {:>8.3}ms {:>8.3}ms",
-                c.name, c.capacity, c.sent, c.received, c.dropped, c.latency_mean_ms, c.latency_max_ms
-            );
-        }
-        eprintln!("{:<26} {:>9} {:>6} {:>9}", "stage thread", "busy", "busy%", "waiting");
-        let wall = s.wall_seconds.max(1e-9);
-        for (name, busy) in &s.stage_busy {
-            eprintln!(
-                "{:<26} {:>8.2}s {:>5.1}% {:>8.2}s",
-                name,
-                busy,
-                100.0 * busy / wall,
-                (s.wall_seconds - busy).max(0.0)
-            );
-        }
+    }
+    eprintln!("{:<26} {:>9} {:>6} {:>9}", "stage thread", "busy", "busy%", "waiting");
+    let wall = s.wall_seconds.max(1e-9);
+    for (name, busy) in &s.stage_busy {
+        eprintln!(
+            "{:<26} {:>8.2}s {:>5.1}% {:>8.2}s",
+            name,
+            busy,
+            100.0 * busy / wall,
+            (s.wall_seconds - busy).max(0.0)
+        );
     }
 }
 
@@ -449,18 +477,18 @@ fn models(action: Option<ModelsAction>, config: Option<&Path>) -> Result<i32> {
     };
     let manifest = Manifest::load(&dir)?;
     let checks = manifest.verify(&dir);
-    println!("{:<22} {:<40} {:>11}  sha256", "model", "file", "bytes");
+    outln!("{:<22} {:<40} {:>11}  sha256", "model", "file", "bytes")?;
     for v in &checks {
-        println!(
+        outln!(
             "{:<22} {:<40} {:>11}  {}",
             v.entry.name,
             v.entry.file,
             v.actual_bytes.map(|b| b.to_string()).unwrap_or_else(|| "missing".into()),
             v.actual_sha256.as_deref().unwrap_or("-")
-        );
+        )?;
     }
     if checks.is_empty() {
-        println!("(no models in {})", dir.join(crate::model::MANIFEST).display());
+        outln!("(no models in {})", dir.join(crate::model::MANIFEST).display())?;
     }
     if matches!(action, Some(ModelsAction::Verify)) {
         let bad: Vec<_> = checks.iter().filter(|v| !v.ok()).collect();
@@ -470,7 +498,7 @@ fn models(action: Option<ModelsAction>, config: Option<&Path>) -> Result<i32> {
         if !bad.is_empty() {
             return Ok(1);
         }
-        println!("all {} model files match {}", checks.len(), dir.join(crate::model::MANIFEST).display());
+        outln!("all {} model files match {}", checks.len(), dir.join(crate::model::MANIFEST).display())?;
     }
     Ok(0)
 }

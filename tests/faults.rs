@@ -319,3 +319,35 @@ path = "{out}"
         "no credential variable reached the child: {err}"
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly_not_with_a_panic() {
+    // `affectd models | head -0`: the reader closes the pipe before affectd writes (it first
+    // hashes ~70 MB of models, so the close always comes first).
+    for args in [&["models"][..]] {
+        let mut child = affectd()
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before affectd writes anything
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn quiet_keeps_the_stage_figures_that_stats_asks_for() {
+    let out = affectd()
+        .args(["analyze", sample().to_str().unwrap(), "--quiet", "--stats"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stage thread") && stderr.contains("vision"), "{stderr}");
+    assert!(!stderr.contains("intervals,"), "--quiet still drops the summary line: {stderr}");
+}
