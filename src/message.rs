@@ -368,7 +368,7 @@ pub struct VoiceEmotion {
     pub probs: BTreeMap<String, f64>,
 }
 
-/// `modalities.voice`: duration-weighted voice estimates of the interval's utterances; all null
+/// `modalities.voice`: overlap-weighted voice estimates of the utterances overlapping the interval; all null
 /// (and `present` false) when no utterance had one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -398,7 +398,7 @@ pub struct TextSegment {
     pub text: String,
 }
 
-/// `modalities.text`: the interval's utterances and their duration-weighted text sentiment; the
+/// `modalities.text`: the utterances overlapping the interval and their overlap-weighted text sentiment; the
 /// transcript and its segments only with `privacy.publish_transcripts` (redacted), else null.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -409,13 +409,13 @@ pub struct TextSummary {
     pub segments: Option<Vec<TextSegment>>,
     /// Text sentiment; null when no utterance's sentiment was estimated.
     pub sentiment: Option<Sentiment>,
-    /// Seconds of speech.
+    /// Seconds of speech inside the interval.
     pub speech_s: f64,
     /// The redacted transcript (opt-in).
     pub transcript: Option<String>,
-    /// Utterances that count in the interval.
+    /// Utterances overlapping the interval.
     pub utterances: u64,
-    /// Words in them.
+    /// Their words, in proportion to the overlap.
     pub words: u64,
 }
 

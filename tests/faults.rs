@@ -342,10 +342,7 @@ fn a_reader_that_stops_early_ends_the_output_quietly_not_with_a_panic() {
 
 #[test]
 fn quiet_keeps_the_stage_figures_that_stats_asks_for() {
-    let out = affectd()
-        .args(["analyze", sample().to_str().unwrap(), "--quiet", "--stats"])
-        .output()
-        .unwrap();
+    let out = affectd().args(["analyze", sample().to_str().unwrap(), "--quiet", "--stats"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stage thread") && stderr.contains("vision"), "{stderr}");

@@ -64,9 +64,9 @@ struct Acc {
     face: crate::vision::FaceAcc,
     /// Face tokens with their absolute media time in `t` (made relative at emit).
     face_tokens: Vec<FaceToken>,
-    /// Utterances overlapping the interval (the fusion head's text tokens).
+    /// Utterances overlapping the interval (the fusion head's text and voice tokens, and the
+    /// `modalities.text`/`voice` summaries).
     text_tokens: Vec<crate::message::UtteranceObs>,
-    utterances: Vec<crate::message::UtteranceObs>,
 }
 
 /// Aggregates observations into [`IntervalReport`]s.
@@ -188,8 +188,8 @@ impl IntervalWindow {
                     return Vec::new();
                 }
                 if let Observation::Utterance(u) = &obs {
-                    // The text summary counts an utterance once (the interval of its midpoint); the
-                    // fusion head sees it in every interval it overlaps that is still open.
+                    // An utterance counts in every interval it overlaps that is still open: as
+                    // fusion tokens and in the text/voice summaries (weighted by the overlap).
                     let first = self.index_of(u.start).max(self.next_index);
                     let last = self.index_of((u.end - 1e-6).max(u.start)).max(k);
                     for j in first..=last {
@@ -215,7 +215,6 @@ impl IntervalWindow {
                     }
                     Observation::Utterance(u) => {
                         p.media_end = p.media_end.max(u.end);
-                        acc.utterances.push(u);
                     }
                     Observation::Audio(a) => {
                         acc.audio_samples += a.samples as u64;
@@ -286,10 +285,11 @@ impl IntervalWindow {
             incongruence: None,
             modalities: Modalities {
                 face: self.session.face_labels.as_ref().map(|l| acc.face.summary(l, end_s - start_s)),
-                text: has(ProducerKind::Speech)
-                    .then(|| text_summary(&acc.utterances, self.session.publish_transcripts)),
+                text: has(ProducerKind::Speech).then(|| {
+                    text_summary(&acc.text_tokens, self.session.publish_transcripts, (start_s, end_s))
+                }),
                 voice: (self.session.voice && has(ProducerKind::Speech))
-                    .then(|| voice_summary(&acc.utterances)),
+                    .then(|| voice_summary(&acc.text_tokens, (start_s, end_s))),
             },
             fusion: None,
             inputs: Inputs { video, audio },
@@ -492,10 +492,41 @@ mod tests {
             voice: None,
         };
         w.push(Envelope { producer: 0, event: Event::Obs(Observation::Utterance(utt)) });
-        let pending: Vec<(u64, usize, usize)> =
-            w.pending.iter().map(|(k, a)| (*k, a.text_tokens.len(), a.utterances.len())).collect();
-        // Overlaps intervals 0, 1 and 2; counted once in the summary, in interval 1 (its midpoint 1.4 s).
-        assert_eq!(pending, vec![(0, 1, 0), (1, 1, 1), (2, 1, 0)]);
+        let pending: Vec<(u64, usize)> = w.pending.iter().map(|(k, a)| (*k, a.text_tokens.len())).collect();
+        assert_eq!(pending, vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn a_long_utterance_is_speech_in_each_interval_it_spans_never_more_than_the_interval() {
+        use crate::message::UtteranceObs;
+        // The peer benchmark's case: five sentences merged into one 14.4 s utterance.
+        let mut w = IntervalWindow::new(5.0, 10.0, &[ProducerKind::Speech], session());
+        let words = "one two three four five six seven eight nine ten eleven twelve";
+        let utt = UtteranceObs {
+            seq: 0,
+            start: 13.0,
+            end: 27.4,
+            text: words.into(),
+            probs: Some([0.1, 0.8, 0.1]),
+            embedding: Some(vec![0.0; 4]),
+            voice: None,
+        };
+        w.push(Envelope { producer: 0, event: Event::Obs(Observation::Utterance(utt)) });
+        let mut out = w.push(Envelope { producer: 0, event: Event::End(30.0) });
+        out.retain(|r| r.interval.start_s >= 10.0);
+        let got: Vec<(f64, f64, bool, u64)> = out
+            .iter()
+            .map(|r| {
+                let t = r.modalities.text.as_ref().unwrap();
+                (r.interval.start_s, t.speech_s, t.present, t.words)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(10.0, 2.0, true, 2), (15.0, 5.0, true, 4), (20.0, 5.0, true, 4), (25.0, 2.4, true, 2)]
+        );
+        let total: f64 = got.iter().map(|g| g.1).sum();
+        assert!((total - 14.4).abs() < 1e-9, "{total}");
     }
 
     #[test]
@@ -520,7 +551,7 @@ mod tests {
             utt(2.5, "My card is 4111 1111 1111 1111 and I live at 221B Baker Street."),
             utt(5.0, "The code is five five five one two three four."),
         ];
-        let t = text_summary(&utts, true);
+        let t = text_summary(&utts, true, (0.0, 10.0));
         let all = serde_json::to_string(&t).unwrap();
         for leak in ["jane", "example.com", "555", "4567", "4111", "Baker", "five five"] {
             assert!(!all.contains(leak), "`{leak}` published: {all}");
@@ -534,7 +565,7 @@ mod tests {
         assert_eq!(segs.len(), 3);
         assert!(segs.iter().all(|g| !g.text.contains("4111") && !g.text.contains("jane")));
         // Off by default: no words at all, only counts.
-        let off = text_summary(&utts, false);
+        let off = text_summary(&utts, false, (0.0, 10.0));
         assert!(off.transcript.is_none() && off.segments.is_none());
         assert!(!serde_json::to_string(&off).unwrap().contains("thanks"));
         assert_eq!(off.words, t.words);
