@@ -39,7 +39,7 @@ pub struct AsrParams {
 
 impl Default for AsrParams {
     fn default() -> Self {
-        AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false, fit_audio_ctx: false }
+        AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false, fit_audio_ctx: true }
     }
 }
 

@@ -15,7 +15,10 @@ mkdir -p "$WORK"
 PROFILE="${PROFILE:-release}"
 cargo build --profile "$PROFILE"
 bin="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/affectd"
-[ -s "$WORK/ravdess.jsonl" ] || $bin eval voice --data "$DATA" --dump-features "$WORK/ravdess.jsonl"
+# ASR_THREADS=2 runs whisper.cpp on two threads: same features (ggml splits rows, not sums), faster.
+printf '[speech]\nasr_threads = %s\n' "${ASR_THREADS:-1}" > "$WORK/eval.toml"
+ev() { $bin eval "$@" --config "$WORK/eval.toml"; }
+[ -s "$WORK/ravdess.jsonl" ] || ev voice --data "$DATA" --dump-features "$WORK/ravdess.jsonl"
 # Out-of-domain anchors: the 22 ordinary calm speech clips of speech/ (read speech, JFK, a
 # 3-speaker conversation; clean and noisy), labelled neutral; and the held-out calm check: the
 # 11 GRID readers (never trained on).
@@ -26,7 +29,7 @@ calm_labels() {  # $1 = folder for labels.csv, $2 = first id; stdin: paths
 # few seconds, so the anchors must include utterance-length audio too.
 mkdir -p "$WORK/anchor-pieces"
 tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | while read -r p; do
-  ffmpeg -loglevel error -y -i "$AFFECTD_DATA/speech/$p" -f segment -segment_time 2.5 -c copy \
+  ffmpeg -nostdin -loglevel error -y -i "$AFFECTD_DATA/speech/$p" -f segment -segment_time 2.5 -c copy \
     "$WORK/anchor-pieces/$(echo "$p" | tr / _ | sed 's/\.wav$//')_%02d.wav"
 done
 { tail -n +2 "$AFFECTD_DATA/speech/transcripts.tsv" | cut -f1 | sed "s#^#$AFFECTD_DATA/speech/#"
@@ -34,12 +37,12 @@ done
     if [ "$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$f" | cut -d. -f1)" -ge 1 ]; then echo "$f"; fi
   done; } | calm_labels "$WORK/anchors" 1000
 tail -n +2 "$AFFECTD_DATA/grid-av/labels.csv" | cut -d, -f1 | sed "s#^#$AFFECTD_DATA/grid-av/#" | calm_labels "$WORK/grid" 2000
-[ -s "$WORK/anchors.jsonl" ] || $bin eval voice --data "$WORK/anchors" --dump-features "$WORK/anchors.jsonl"
-[ -s "$WORK/grid.jsonl" ] || $bin eval voice --data "$WORK/grid" --dump-features "$WORK/grid.jsonl"
+[ -s "$WORK/anchors.jsonl" ] || ev voice --data "$WORK/anchors" --dump-features "$WORK/anchors.jsonl"
+[ -s "$WORK/grid.jsonl" ] || ev voice --data "$WORK/grid" --dump-features "$WORK/grid.jsonl"
 "$PY" tools/voice/train.py --features "$WORK/ravdess.jsonl" --anchors "$WORK/anchors.jsonl" \
     --check "$WORK/grid.jsonl" --out models/voice-emotion.onnx --results tools/voice/results | tee "$WORK/train.txt"
 "$PY" tools/voice/manifest.py --results tools/voice/results --model models/voice-emotion.onnx
 bash tools/merge_manifests.sh
 $bin models verify
 # The held-out table in tract, through the real speech path (actors the shipped head never saw):
-$bin eval voice --data "$DATA" --actors 21-24 | tee tools/voice/results/eval-heldout.txt
+ev voice --data "$DATA" --actors 21-24 | tee tools/voice/results/eval-heldout.txt
