@@ -7,7 +7,7 @@
 # TARGET: aarch64-unknown-linux-gnu (Pi 4/5 64-bit OS, Jetson) and/or armv7-unknown-linux-gnueabihf
 # (32-bit Raspberry Pi OS); default both. --install-deps installs the Debian cross toolchains,
 # multiarch ALSA headers, qemu-user and the rustup targets first (needs root or sudo).
-# Environment: AFFECTD_CROSS_PROFILE (cargo profile, default `dist`: release without LTO, see
+# Environment: AFFECTD_CROSS_PROFILE (cargo profile, default `dist`: fat LTO, size-optimised deps, see
 # Cargo.toml), AFFECTD_DIST_DIR (tarball folder, default dist/), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
