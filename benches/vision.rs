@@ -28,7 +28,8 @@ fn models(c: &mut Criterion) {
         ("blazeface_128", "face_detection", "face_detection_short", vec![1, 128, 128, 3]),
         ("facemesh_192", "face_landmark", "face_landmark", vec![1, 192, 192, 3]),
         ("mini_xception_64", "expression_baseline", "expression_fer_minixception", vec![1, 64, 64, 1]),
-        ("mini_xception_flip_tta_64", "expression", "expression_tta", vec![1, 64, 64, 1]),
+        // the shipped expression model (FER+ labels, 48x48 gray; docs/vision.md)
+        ("expression_48", "expression", "expression", vec![1, 48, 48, 1]),
         // the trained VGG candidate (not shipped; copied there by hand for comparison)
         ("vgg_48", "", "expression_vgg", vec![1, 48, 48, 1]),
     ] {

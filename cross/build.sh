@@ -7,12 +7,12 @@
 # TARGET: aarch64-unknown-linux-gnu (Pi 4/5 64-bit OS, Jetson) and/or armv7-unknown-linux-gnueabihf
 # (32-bit Raspberry Pi OS); default both. --install-deps installs the Debian cross toolchains,
 # multiarch ALSA headers, qemu-user and the rustup targets first (needs root or sudo).
-# Environment: AFFECTD_CROSS_PROFILE (cargo profile, default `dist`: fat LTO, size-optimised deps, see
-# Cargo.toml), AFFECTD_DIST_DIR (tarball folder, default dist/), CARGO_TARGET_DIR.
+# Environment: AFFECTD_CROSS_PROFILE (cargo profile, default `dist-small`: fat LTO, size-optimised
+# deps; `dist` = release without LTO, quicker to build, what CI's qemu check uses; see Cargo.toml), AFFECTD_DIST_DIR (tarball folder, default dist/), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROFILE="${AFFECTD_CROSS_PROFILE:-dist}"
+PROFILE="${AFFECTD_CROSS_PROFILE:-dist-small}"
 DIST="${AFFECTD_DIST_DIR:-dist}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PACKAGE=1
