@@ -58,7 +58,10 @@ fn spoken(dir: &Path) -> (Spoken, Vec<u8>) {
     words.sort();
     words.dedup();
     assert!(words.len() >= 5, "enough distinctive spoken words to look for: {words:?}");
-    let pairs = said.windows(2).map(|p| p.join(" ")).collect();
+    // A pair of two one- or two-character tokens (`s 0`, from "bin blue at s 0 now") also occurs
+    // in ordinary message text (`"speech_s":0.9` tokenises to `speech s 0 9`): look for pairs
+    // with a word of 3+ characters in them.
+    let pairs = said.windows(2).filter(|p| p.iter().any(|t| t.len() >= 3)).map(|p| p.join(" ")).collect();
     (Spoken { words, pairs }, o.stdout)
 }
 
