@@ -118,6 +118,11 @@ fn main() {
                 e
             )
         });
+    } else {
+        // affectd patch: upstream copied the sources only into an empty OUT_DIR, so a cached
+        // build kept compiling the old copy after a source patch. Copy the files whose bytes
+        // differ (unchanged files keep their mtime, so CMake recompiles only what changed).
+        sync_sources(std::path::Path::new("./whisper.cpp"), &whisper_root);
     }
 
     if env::var("WHISPER_DONT_GENERATE_BINDINGS").is_ok() {
@@ -396,4 +401,21 @@ fn get_whisper_cpp_version(whisper_root: &std::path::Path) -> std::io::Result<Op
     }
 
     Ok(None)
+}
+
+// affectd patch: copies every file of `from` whose bytes differ from (or are missing in) `to`.
+fn sync_sources(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            sync_sources(&src, &dst);
+        } else {
+            let new = std::fs::read(&src).unwrap();
+            if std::fs::read(&dst).ok().as_deref() != Some(&new[..]) {
+                std::fs::write(&dst, &new).unwrap_or_else(|e| panic!("cannot write {}: {e}", dst.display()));
+            }
+        }
+    }
 }
