@@ -37,6 +37,19 @@ pub struct AsrParams {
     pub fit_audio_ctx: bool,
 }
 
+impl AsrParams {
+    /// The parameters `[speech]` asks for; `encoder_features` when the voice stage (or an
+    /// evaluation of it) reads the pooled encoder output.
+    pub fn from_config(sp: &crate::config::SpeechConfig, encoder_features: bool) -> Self {
+        AsrParams {
+            threads: sp.asr_threads,
+            no_speech_max: sp.no_speech_max,
+            encoder_features,
+            fit_audio_ctx: sp.fit_audio_ctx,
+        }
+    }
+}
+
 impl Default for AsrParams {
     fn default() -> Self {
         AsrParams { threads: 1, no_speech_max: 0.6, encoder_features: false, fit_audio_ctx: true }

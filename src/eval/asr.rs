@@ -243,12 +243,7 @@ pub fn run(data: &Path, cfg: &Config) -> Result<String> {
         .map_err(|e| Error::input(&tsv, format!("cannot read the transcript list: {e}")))?;
     let rows = parse_transcripts(&tsv, &text)?;
     let (path, _entry) = model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let params = AsrParams {
-        threads: cfg.speech.asr_threads,
-        no_speech_max: cfg.speech.no_speech_max,
-        encoder_features: false,
-        fit_audio_ctx: cfg.speech.fit_audio_ctx,
-    };
+    let params = AsrParams::from_config(&cfg.speech, false);
     let mut asr = Asr::load(&path, params)?;
     let (mut busy, mut audio_s) = (0.0f64, 0.0f64);
     let mut report = format!("model {}\n", asr.version());

@@ -127,12 +127,7 @@ pub fn run(data: &Path, actors: Option<&str>, dump: Option<&Path>, cfg: &Config)
         }
     }
     let (asr_path, _) = model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-    let params = AsrParams {
-        threads: cfg.speech.asr_threads,
-        no_speech_max: cfg.speech.no_speech_max,
-        encoder_features: true,
-        fit_audio_ctx: cfg.speech.fit_audio_ctx,
-    };
+    let params = AsrParams::from_config(&cfg.speech, true);
     let mut asr = Asr::load(&asr_path, params)?;
     let mut head = match VoiceHead::load_from(&cfg.models.dir, cfg.models.verify) {
         Ok(h) => Some(h),

@@ -19,15 +19,7 @@ impl SpeechStages {
         }
         let sp = &cfg.speech;
         let (path, _) = crate::model::locate(&cfg.models.dir, "asr", cfg.models.verify)?;
-        let asr = asr::Asr::load(
-            &path,
-            asr::AsrParams {
-                threads: sp.asr_threads,
-                no_speech_max: sp.no_speech_max,
-                encoder_features: sp.voice,
-                fit_audio_ctx: sp.fit_audio_ctx,
-            },
-        )?;
+        let asr = asr::Asr::load(&path, asr::AsrParams::from_config(sp, sp.voice))?;
         let voice = if sp.voice {
             Some(crate::audio::voice::VoiceHead::load_from(&cfg.models.dir, cfg.models.verify)?)
         } else {
