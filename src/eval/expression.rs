@@ -41,9 +41,10 @@ const FERPLUS_AS: [Option<&str>; 10] = [
 pub fn ferplus_majority(votes: &[u32; 10]) -> Option<&'static str> {
     let any_above_one = votes.iter().any(|&v| v > 1);
     let cleaned: Vec<u32> = votes.iter().map(|&v| if any_above_one && v <= 1 { 0 } else { v }).collect();
-    let total: u32 = cleaned.iter().sum();
+    // In u64: ten votes of up to u32::MAX each (a malformed file) must not overflow the sum.
+    let total: u64 = cleaned.iter().map(|&v| u64::from(v)).sum();
     let (top, &max) = cleaned.iter().enumerate().max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)))?;
-    if total == 0 || 2 * max <= total {
+    if total == 0 || 2 * u64::from(max) <= total {
         return None;
     }
     FERPLUS_AS[top]
@@ -181,6 +182,17 @@ pub fn run(data: &Path, ferplus: Option<&Path>, cfg: &Config) -> Result<String> 
 #[cfg(test)]
 mod tests {
     use super::ferplus_majority;
+
+    #[test]
+    fn huge_vote_counts_do_not_overflow() {
+        // Found by the eval_tables fuzzer: a vote of 18446744073709551615 (clamped to u32::MAX).
+        let mut votes = [0u32; 10];
+        votes[0] = u32::MAX;
+        votes[3] = u32::MAX;
+        assert_eq!(ferplus_majority(&votes), None);
+        votes[3] = 1;
+        assert_eq!(ferplus_majority(&votes), Some("neutral"));
+    }
 
     #[test]
     fn ferplus_majority_follows_the_reference_rules() {
