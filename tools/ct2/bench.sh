@@ -11,6 +11,8 @@ AFFECTD=${AFFECTD:-/work/target/release/affectd}
 FULLCTX_CFG=${FULLCTX_CFG:-/work/ct2-logs/full-ctx.toml}
 export AFFECTD_DATA=${AFFECTD_DATA:-/work/shared/data}
 mkdir -p "$OUT"
+# affectd with the full 30 s encoder window (what CTranslate2 always runs), for an equal-work comparison
+[ -f "$FULLCTX_CFG" ] || { mkdir -p "$(dirname "$FULLCTX_CFG")"; sed 's/^fit_audio_ctx = true/fit_audio_ctx = false/' /work/main/configs/default.toml > "$FULLCTX_CFG"; }
 run() { # name, command...
   local name=$1; shift
   local f="$OUT/$name"
