@@ -36,8 +36,26 @@ const N_FRAMES: usize = N_SAMPLES / HOP; // 3000
 // rule for rule.
 
 const ONES: [&str; 20] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
 const TENS: [&str; 10] =
     ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
@@ -271,7 +289,13 @@ impl WhisperMel {
         // The signal is `chunk` followed by N_SAMPLES zeros, reflect-padded by N_FFT/2 each side.
         let total = n + N_SAMPLES as isize;
         let at = |i: isize| -> f32 {
-            let j = if i < 0 { -i } else if i >= total { 2 * (total - 1) - i } else { i };
+            let j = if i < 0 {
+                -i
+            } else if i >= total {
+                2 * (total - 1) - i
+            } else {
+                i
+            };
             if j < n {
                 chunk[j as usize]
             } else {
@@ -326,7 +350,9 @@ fn main() -> Result<()> {
             "--mel" => mel_mode = args.next().ok_or_else(|| anyhow!("--mel needs a value"))?,
             "--prompt" => prompt_mode = args.next().ok_or_else(|| anyhow!("--prompt needs a value"))?,
             "-h" | "--help" => {
-                println!("usage: ct2-bench [--mel ct2rs|whisper] [--prompt lang|en-only] [MODEL_DIR] [DATA_DIR]");
+                println!(
+                    "usage: ct2-bench [--mel ct2rs|whisper] [--prompt lang|en-only] [MODEL_DIR] [DATA_DIR]"
+                );
                 return Ok(());
             }
             _ => pos.push(a),
@@ -337,7 +363,9 @@ fn main() -> Result<()> {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(std::env::var("AFFECTD_DATA").context("AFFECTD_DATA unset")?).join("speech"),
     };
-    if !["ct2rs", "whisper"].contains(&mel_mode.as_str()) || !["lang", "en-only"].contains(&prompt_mode.as_str()) {
+    if !["ct2rs", "whisper"].contains(&mel_mode.as_str())
+        || !["lang", "en-only"].contains(&prompt_mode.as_str())
+    {
         bail!("--mel ct2rs|whisper, --prompt lang|en-only");
     }
 
