@@ -22,10 +22,15 @@ const SMALL_SCALE: f32 = 0.7;
 /// A 240×240 head-and-shoulders crop of the bundled sample at media second `t` (speakers change
 /// every 3 s).
 fn face_crop(t: f64) -> RgbImage {
-    let out = scratch().join(format!("customer-sample-{t}.png"));
+    // One file per call: the tests run in parallel and each extracts the same frames, so a
+    // shared name let one test read a PNG that another's ffmpeg was still writing.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = scratch().join(format!("customer-sample-{t}-{}-{n}.png", std::process::id()));
     let sample = repo().join("tests/data/sample/grid-call.mp4");
     ffmpeg(&["-ss", &t.to_string(), "-i", s(&sample), "-frames:v", "1", s(&out)]);
     let img = image::open(&out).unwrap().to_rgb8();
+    let _ = std::fs::remove_file(&out);
     imageops::crop_imm(&img, 60, 30, 240, 240).to_image()
 }
 
