@@ -22,7 +22,7 @@ pub struct VisionConfig {
     pub min_detection_score: f32,
     /// Minimum FaceMesh face-presence probability to accept (and keep tracking) a face (0 to 1).
     pub min_face_presence: f32,
-    /// Manifest name of the expression model (`expression` = fer's mini-XCEPTION with flip averaging, `expression_baseline` = it alone).
+    /// Manifest name of the expression model (`expression` = the FER+ VGG CNN, `expression_baseline` = fer's mini-XCEPTION).
     pub expression_model: String,
     /// Whose face is analysed: `"largest"`, `"most_central"` or `{ region = [x0, y0, x1, y1] }`
     /// (fractions of the frame; faces centred outside are never scored). See src/vision/customer.rs.
