@@ -176,3 +176,33 @@ fn redetection_keeps_to_the_customer_and_a_newcomer_is_a_new_customer() {
     assert!(centre_x(&f) < W as f32 / 2.0, "the policy's choice again: {:?}", f.bbox);
     assert_eq!((f.customer, f.new_customer), (2, true));
 }
+
+/// `vision.expression_every`: the model runs on the detection frame and then on every Nth
+/// tracked frame, its output held in between; with 1 every frame gets its own output.
+#[test]
+fn expression_every_holds_the_output_between_runs() {
+    // Six real frames of one speaker, 0.1 s apart (the face moves and talks).
+    let frames: Vec<Frame> =
+        (0..6).map(|k| 1.0 + k as f64 * 0.1).map(|t| frame(t, Some(&face_crop(t)), None)).collect();
+    let run = |every: u32| -> Vec<FaceObs> {
+        let models = ModelsConfig { dir: repo().join("models"), verify: false };
+        let cfg = VisionConfig { expression_every: every, ..Default::default() };
+        let mut st = VisionStage::with_models(VisionModels::load(&models, &cfg).unwrap());
+        frames.iter().map(|f| face(&mut st, f).expect("a face")).collect()
+    };
+    let each = run(1);
+    let held = run(3);
+    assert!(held[0].detector_ran && !held[1].detector_ran);
+    // Frames 0 and 3 run the model (the same inputs as with 1), 1-2 and 4-5 hold the last output.
+    for k in [0, 3] {
+        assert_eq!(held[k].expression, each[k].expression, "frame {k} runs the model");
+    }
+    for k in [1, 2, 4, 5] {
+        let from = k / 3 * 3;
+        assert_eq!(held[k].expression, held[from].expression, "frame {k} holds frame {from}'s output");
+    }
+    // The held frames really differ from what the model says there (so the test can fail).
+    assert!((1..6).any(|k| k % 3 != 0 && max_diff(&each[k].expression, &each[k / 3 * 3].expression) > 1e-4));
+    // Landmarks, box and cues are still computed on every frame.
+    assert!(held.windows(2).all(|w| w[0].bbox != w[1].bbox));
+}

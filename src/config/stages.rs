@@ -29,6 +29,9 @@ pub struct VisionConfig {
     pub customer: crate::vision::customer::CustomerPolicy,
     /// A customer unseen for longer than this (media seconds) has left: the next face is a new customer.
     pub customer_gap_s: f64,
+    /// Run the expression model on every Nth tracked face frame and hold its output in between
+    /// (1 = every analysed frame; 1 to 10; default 2). A detection or a new customer always runs it.
+    pub expression_every: u32,
 }
 
 impl Default for VisionConfig {
@@ -40,6 +43,7 @@ impl Default for VisionConfig {
             expression_model: "expression".into(),
             customer: Default::default(),
             customer_gap_s: 2.0,
+            expression_every: 2,
         }
     }
 }
@@ -149,6 +153,9 @@ impl VisionConfig {
         }
         if !(v.customer_gap_s.is_finite() && (0.0..=600.0).contains(&v.customer_gap_s)) {
             return bad("vision.customer_gap_s", &v.customer_gap_s, "allowed: 0 to 600 seconds");
+        }
+        if !(1..=10).contains(&v.expression_every) {
+            return bad("vision.expression_every", &v.expression_every, "allowed: 1 to 10 (analysed frames)");
         }
         Ok(())
     }

@@ -119,6 +119,8 @@ fn customer_choice_is_parsed_and_checked() {
     );
     let e = parse("[vision]\ncustomer_gap_s = -1.0\n").unwrap_err().to_string();
     assert!(e.contains("key `vision.customer_gap_s` = -1: allowed: 0 to 600 seconds"), "{e}");
+    let e = parse("[vision]\nexpression_every = 0\n").unwrap_err().to_string();
+    assert!(e.contains("key `vision.expression_every` = 0: allowed: 1 to 10"), "{e}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub struct VisionModels {
     min_presence: f32,
     customer: customer::CustomerPolicy,
     customer_gap_s: f64,
+    expression_every: u32,
     /// Model name → `file@sha256-prefix`, for the interval messages.
     pub versions: BTreeMap<String, String>,
 }
@@ -49,6 +50,7 @@ impl VisionModels {
             min_presence: cfg.min_face_presence,
             customer: cfg.customer,
             customer_gap_s: cfg.customer_gap_s,
+            expression_every: cfg.expression_every.max(1),
             versions,
         })
     }
@@ -73,6 +75,9 @@ pub struct VisionStage {
     models: Option<VisionModels>,
     track: Option<align::Roi>,
     customer: customer::CustomerTracker,
+    /// The last expression output and how many face frames have reused it
+    /// (`vision.expression_every`).
+    held_expression: Option<(Vec<f32>, u32)>,
 }
 
 impl VisionStage {
@@ -106,6 +111,7 @@ impl VisionStage {
     /// is a new customer).
     pub fn reset_tracking(&mut self) {
         self.track = None;
+        self.held_expression = None;
         self.customer.forget();
     }
 
@@ -162,13 +168,34 @@ impl VisionStage {
                     }
                 }
                 match found {
-                    None => None,
+                    None => {
+                        self.held_expression = None;
+                        None
+                    }
                     Some((lm, det_score)) => {
                         self.track = Some(lm.next_roi());
-                        let probs =
-                            m.expression.classify(&frame.rgb, w, h, &expression::expression_roi(&lm))?;
                         let (x, y, bw, bh) = lm.bbox();
                         let (number, new_customer) = self.customer.seen([x, y, bw, bh], frame.t);
+                        // `expression_every` > 1: hold the last output on tracked frames of the
+                        // same customer; a detection or a new customer runs the model again.
+                        let probs = match self.held_expression.take() {
+                            Some((p, n)) if !detected && !new_customer && n + 1 < m.expression_every => {
+                                self.held_expression = Some((p.clone(), n + 1));
+                                p
+                            }
+                            _ => {
+                                let p = m.expression.classify(
+                                    &frame.rgb,
+                                    w,
+                                    h,
+                                    &expression::expression_roi(&lm),
+                                )?;
+                                if m.expression_every > 1 {
+                                    self.held_expression = Some((p.clone(), 0));
+                                }
+                                p
+                            }
+                        };
                         Some(FaceObs {
                             bbox: [x, y, bw, bh],
                             presence: lm.presence,
