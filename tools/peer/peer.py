@@ -437,6 +437,7 @@ class Vision:
         with timed("vision.cues"):
             x, y, bw, bh = self.bbox(p)
             customer, new = self.seen((x, y, bw, bh), t)
+            cues = compute_cues(p, float(h))
         # --expression-every > 1: hold the last output on tracked frames of the same customer; a
         # detection or a new customer runs the model again (src/vision/mod.rs).
         held, self.held = self.held, None
@@ -447,8 +448,6 @@ class Vision:
             probs = self.expression(img, p)
             if self.expression_every > 1:
                 self.held = (probs, 0)
-        with timed("vision.cues"):
-            cues = compute_cues(p, float(h))
         return {
             "bbox": [float(x), float(y), float(bw), float(bh)],
             "presence": float(pres),
