@@ -7,6 +7,8 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod ops;
+
 /// The file name of the manifest inside the models folder.
 pub const MANIFEST: &str = "manifest.toml";
 
@@ -226,7 +228,7 @@ pub fn load_plan(
     }
     let mut onnx = tract_onnx::onnx();
     // FaceMesh's PRelu layers as one in-place pass (see `Prelu` below; other slopes fall back).
-    onnx.op_register.insert("PRelu", prelu_builder);
+    onnx.op_register.insert("PRelu", ops::prelu_builder);
     let mut model = onnx
         .with_ignore_value_info(true)
         .model_for_path(path)
@@ -234,7 +236,12 @@ pub fn load_plan(
     for (i, fact) in inputs(&model).into_iter().enumerate() {
         model = model.with_input_fact(i, fact).map_err(|e| err("input shape", e))?;
     }
-    let typed = model.into_optimized().map_err(|e| err("cannot optimise", e))?;
+    // tract's into_optimized (typed → decluttered → optimised), with affectd's max pool put in
+    // between (see `ops`).
+    let mut typed = model.into_typed().map_err(|e| err("cannot optimise", e))?;
+    typed.declutter().map_err(|e| err("cannot optimise", e))?;
+    ops::fast_max_pools(&mut typed).map_err(|e| err("cannot optimise", e))?;
+    typed.optimize().map_err(|e| err("cannot optimise", e))?;
     let outputs = (0..typed.outputs.len())
         .map(|i| typed.output_fact(i).ok().and_then(|f| f.shape.as_concrete().map(|s| s.to_vec())))
         .collect();
@@ -338,181 +345,6 @@ impl OnnxModel {
     }
 }
 
-/// ONNX `PRelu` as tract 0.23 wires it is three passes over the activation, each into a new
-/// tensor: `x * slope`, a boolean tensor `0 > x`, then a select — in FaceMesh (23 PRelu layers)
-/// about a quarter of the model's time. With a constant per-channel slope (FaceMesh's are) it is
-/// one in-place pass here ([`PreluInPlace`]), the same arithmetic (`x < 0 ? x * slope : x`), so
-/// the same bits; otherwise tract's own wiring.
-#[derive(Debug, Clone)]
-struct Prelu;
-
-impl tract_onnx::tract_hir::ops::expandable::Expansion for Prelu {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
-        "Prelu".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut tract_onnx::tract_hir::infer::Solver<'r>,
-        inputs: &'p [tract_onnx::tract_hir::infer::TensorProxy],
-        outputs: &'p [tract_onnx::tract_hir::infer::TensorProxy],
-    ) -> tract_onnx::tract_hir::infer::InferenceResult {
-        use tract_onnx::tract_hir::internal::*;
-        check_input_arity(inputs, 2)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-        s.equals(&inputs[0].shape, &outputs[0].shape)?;
-        Ok(())
-    }
-
-    fn wire(
-        &self,
-        name: &str,
-        model: &mut tract_onnx::prelude::TypedModel,
-        inputs: &[tract_onnx::prelude::OutletId],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::OutletId>> {
-        use tract_onnx::tract_hir::internal::*;
-        let a = inputs[0];
-        let mut b = inputs[1];
-        if let Some(op) = PreluInPlace::for_facts(model.outlet_fact(a)?, model.outlet_fact(b)?) {
-            return model.wire_node(name, op, &[a]);
-        }
-        // tract's own wiring (tract-onnx 0.23 ops/nn Prelu).
-        let rank = model.outlet_fact(a)?.rank();
-        while model.outlet_fact(b)?.rank() < rank {
-            b = model.wire_node(
-                format!("{name}.add-axis-{}", model.outlet_fact(b)?.rank()),
-                AxisOp::Add(0),
-                &[b],
-            )?[0];
-        }
-        let ab = model.wire_node(format!("{name}.mul"), tract_onnx::tract_hir::ops::math::mul(), &[a, b])?[0];
-        let zero = tensor0(0.0)
-            .cast_to_dt(model.outlet_fact(a)?.datum_type)?
-            .into_owned()
-            .broadcast_into_rank(rank)?;
-        let zero = model.add_const(name.to_string() + ".zero", zero)?;
-        let test = model.wire_node(
-            name.to_string() + ".test",
-            tract_onnx::tract_core::ops::binary::TypedBinOp(
-                tract_onnx::tract_core::ops::logic::comp_gt(),
-                None,
-            ),
-            &[zero, a],
-        )?;
-        model.wire_node(name.to_string() + ".iff", tract_onnx::tract_core::ops::logic::Iff, &[test[0], ab, a])
-    }
-}
-
-/// PRelu with a constant slope per index of one axis (or one slope for all), evaluated in place.
-#[derive(Debug, Clone, PartialEq)]
-struct PreluInPlace {
-    /// The input axis the slopes run along.
-    axis: usize,
-    /// One slope per index of `axis` (one value: the same slope everywhere).
-    slope: Vec<f32>,
-}
-
-// Equality is for tract's graph rewrites (two ops with equal slopes are interchangeable).
-impl Eq for PreluInPlace {}
-
-impl PreluInPlace {
-    /// The op for f32 input `x` of known shape and a constant f32 slope `s` that broadcasts
-    /// along one axis of it (ONNX unidirectional broadcasting), else `None`.
-    fn for_facts(
-        x: &tract_onnx::prelude::TypedFact,
-        s: &tract_onnx::prelude::TypedFact,
-    ) -> Option<PreluInPlace> {
-        use tract_onnx::prelude::*;
-        let k = s.konst.as_ref()?;
-        let slope = k.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
-        let shape: Vec<usize> = x.shape.as_concrete()?.to_vec();
-        if x.datum_type != f32::datum_type() || k.rank() > shape.len() || slope.is_empty() {
-            return None;
-        }
-        // Slope dims right-aligned against the input's; all 1 but (at most) one equal to it.
-        let offset = shape.len() - k.rank();
-        let mut axis = None;
-        for (i, &d) in k.shape().iter().enumerate() {
-            if d != 1 {
-                if axis.is_some() || d != shape[offset + i] {
-                    return None;
-                }
-                axis = Some(offset + i);
-            }
-        }
-        Some(PreluInPlace { axis: axis.unwrap_or(0), slope })
-    }
-}
-
-impl tract_onnx::tract_core::ops::Op for PreluInPlace {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
-        "PreluInPlace".into()
-    }
-
-    fn as_typed(&self) -> Option<&dyn tract_onnx::tract_core::ops::TypedOp> {
-        Some(self)
-    }
-}
-
-impl tract_onnx::tract_core::ops::EvalOp for PreluInPlace {
-    fn eval(
-        &self,
-        _ctx: &tract_onnx::tract_core::plan::EvalContext,
-        mut inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-        use tract_onnx::prelude::*;
-        // The input's own buffer when nothing else holds it, else a copy.
-        let mut t = inputs.remove(0).into_tensor();
-        let inner: usize = t.shape()[self.axis + 1..].iter().product();
-        let n = t.shape().get(self.axis).copied().unwrap_or(1);
-        if inner > 0 {
-            let mut view = t.try_as_plain_ram_mut()?;
-            for (i, block) in view.as_slice_mut::<f32>()?.chunks_exact_mut(inner).enumerate() {
-                let s = if self.slope.len() == 1 { self.slope[0] } else { self.slope[i % n] };
-                for x in block {
-                    *x = if 0.0 > *x { *x * s } else { *x };
-                }
-            }
-        }
-        Ok(tvec![t.into_tvalue()])
-    }
-
-    fn eval_out_of_plan(
-        &self,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<Option<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>>
-    {
-        Ok(Some(self.eval(&tract_onnx::tract_core::plan::EvalContext::out_of_plan(), inputs)?))
-    }
-}
-
-impl tract_onnx::tract_core::ops::TypedOp for PreluInPlace {
-    fn as_op(&self) -> &dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
-
-    fn output_facts(
-        &self,
-        inputs: &[&tract_onnx::prelude::TypedFact],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
-        use tract_onnx::prelude::*;
-        Ok(tvec!(inputs[0].datum_type.fact(inputs[0].shape.clone())))
-    }
-}
-
-/// The op builder registered for `PRelu` (see [`Prelu`]).
-fn prelu_builder(
-    _ctx: &tract_onnx::model::ParsingContext,
-    _node: &tract_onnx::pb::NodeProto,
-) -> tract_onnx::prelude::TractResult<(Box<dyn tract_onnx::tract_hir::infer::InferenceOp>, Vec<String>)> {
-    Ok((tract_onnx::tract_hir::ops::expandable::expand(Prelu), vec![]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,30 +366,6 @@ mod tests {
             "[[model]]\nname = \"toy\"\nfile = \"toy.bin\"\nsha256 = \"{sha}\"\nbytes = {bytes}\nsource = \"test\"\nlicence = \"MIT\"\nconversion = \"tools/none\"\nlabels = [\"a\", \"b\"]\n"
         );
         std::fs::write(dir.join(MANIFEST), text).unwrap();
-    }
-
-    #[test]
-    fn in_place_prelu_gives_facemesh_the_same_bits_as_tract_wiring() {
-        use tract_onnx::prelude::*;
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/face_landmark_int8w.onnx");
-        let shape = [1, 192, 192, 3];
-        let input: Vec<f32> = (0..192 * 192 * 3).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
-        let ours =
-            OnnxModel::load_f32(&path, &[&shape]).unwrap().run_f32(vec![(&shape, input.clone())]).unwrap();
-        let plain = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(&path)
-            .unwrap()
-            .with_input_fact(0, f32::fact(shape).into())
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-            .into_runnable()
-            .unwrap();
-        let out = plain.run(tvec![Tensor::from_shape(&shape, &input).unwrap().into()]).unwrap();
-        let plain: Vec<Vec<f32>> =
-            out.iter().map(|t| t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect();
-        assert_eq!(ours, plain);
     }
 
     #[test]
