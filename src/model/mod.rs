@@ -236,11 +236,12 @@ pub fn load_plan(
     for (i, fact) in inputs(&model).into_iter().enumerate() {
         model = model.with_input_fact(i, fact).map_err(|e| err("input shape", e))?;
     }
-    // tract's into_optimized (typed → decluttered → optimised), with affectd's max pool put in
-    // between (see `ops`).
+    // tract's into_optimized (typed → decluttered → optimised), with affectd's max pool and
+    // first-layer convolution put in between (see `ops`).
     let mut typed = model.into_typed().map_err(|e| err("cannot optimise", e))?;
     typed.declutter().map_err(|e| err("cannot optimise", e))?;
     ops::fast_max_pools(&mut typed).map_err(|e| err("cannot optimise", e))?;
+    ops::direct_nhwc_convs(&mut typed).map_err(|e| err("cannot optimise", e))?;
     typed.optimize().map_err(|e| err("cannot optimise", e))?;
     let outputs = (0..typed.outputs.len())
         .map(|i| typed.output_fact(i).ok().and_then(|f| f.shape.as_concrete().map(|s| s.to_vec())))

@@ -356,6 +356,351 @@ impl tract_onnx::tract_core::ops::TypedOp for MaxPool2x2 {
     }
 }
 
+/// Replaces a float convolution that reads the model input through a channels-last →
+/// channels-first transpose (FaceMesh's first layer: NHWC input, `MoveAxis`, then a 3×3 stride-2
+/// convolution from 3 to 16 channels) by [`ConvFromNhwc`], which reads the NHWC tensor itself.
+/// tract 0.23 runs that layer as a transpose, a pad and a lazily gathered im2col matrix product
+/// with only 27 values per column (about 1 ms of FaceMesh's ~4.5 ms on the tract CLI's profile);
+/// [`ConvFromNhwc`] is one direct pass. Only convolutions with at most 4 input channels, one
+/// group, no dilation, explicit or no padding and constant weights qualify.
+pub(super) fn direct_nhwc_convs(
+    model: &mut tract_onnx::prelude::TypedModel,
+) -> tract_onnx::prelude::TractResult<()> {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::change_axes::AxisOp;
+    use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let mut swaps = Vec::new();
+    for node in model.nodes() {
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        let spec = &conv.pool_spec;
+        let src = node.inputs[0];
+        let mv = model.node(src.node);
+        let moved = mv.op_as::<AxisOp>() == Some(&AxisOp::Move(3, 1))
+            && mv.outputs[0].successors.len() == 1
+            && !model.output_outlets()?.contains(&src);
+        let (Some(k), Some(b)) =
+            (&model.outlet_fact(node.inputs[1])?.konst, &model.outlet_fact(node.inputs[2])?.konst)
+        else {
+            continue;
+        };
+        let x = model.outlet_fact(mv.inputs.first().copied().unwrap_or(src))?;
+        let out = model.outlet_fact(OutletId::new(node.id, 0))?;
+        let (pads_before, pads_after) = match &spec.padding {
+            PaddingSpec::Valid => (tvec![0, 0], tvec![0, 0]),
+            PaddingSpec::Explicit(b, a) => (b.clone(), a.clone()),
+            _ => continue,
+        };
+        if !moved
+            || conv.group != 1
+            || conv.q_params.is_some()
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || spec.data_format != DataFormat::NCHW
+            || spec.kernel_shape.len() != 2
+            || spec.input_channels > 4
+            || spec.dilations.as_ref().is_some_and(|d| d.iter().any(|&x| x != 1))
+            || x.datum_type != f32::datum_type()
+            || k.datum_type() != f32::datum_type()
+            || b.datum_type() != f32::datum_type()
+        {
+            continue;
+        }
+        let (Some(xs), Some(os)) = (x.shape.as_concrete(), out.shape.as_concrete()) else { continue };
+        let (co, ci, kh, kw) =
+            (spec.output_channels, spec.input_channels, spec.kernel_shape[0], spec.kernel_shape[1]);
+        if xs.len() != 4 || xs[3] != ci || os.len() != 4 || k.shape() != [co, ci, kh, kw] {
+            continue;
+        }
+        let bias = b.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let bias = match bias.len() {
+            1 => vec![bias[0]; co],
+            n if n == co => bias,
+            _ => continue,
+        };
+        // OIHW → (ky, kx, ci, co): the inner loop runs over output channels.
+        let oihw = k.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let mut weights = vec![0f32; co * ci * kh * kw];
+        for o in 0..co {
+            for c in 0..ci {
+                for y in 0..kh {
+                    for xx in 0..kw {
+                        weights[((y * kw + xx) * ci + c) * co + o] = oihw[((o * ci + c) * kh + y) * kw + xx];
+                    }
+                }
+            }
+        }
+        let strides = spec.strides.clone().unwrap_or_else(|| tvec![1, 1]);
+        let op = ConvFromNhwc {
+            kernel: [kh, kw],
+            strides: [strides[0], strides[1]],
+            pad_before: [pads_before[0], pads_before[1]],
+            out_hw: [os[2], os[3]],
+            channels: [ci, co],
+            weights,
+            bias,
+        };
+        if os[1] != co || op.out_hw != op.output_hw(xs[1], xs[2], pads_after[0], pads_after[1]) {
+            continue;
+        }
+        swaps.push((node.id, mv.inputs[0], op));
+    }
+    for (id, input, op) in swaps {
+        let name = model.node(id).name.clone();
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, input)?;
+        let y = patch.wire_node(name, op, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+        patch.apply(model)?;
+    }
+    Ok(())
+}
+
+/// A 2-D float convolution (one group, no dilation) whose input is channels-last (N, H, W, C)
+/// and whose output is channels-first (N, Co, OH, OW), computed directly: per output pixel, the
+/// bias plus, tap by tap in (ky, kx, ci) order, weight × input accumulated over all output
+/// channels at once (a multiply then an add, no fused multiply-add, so every CPU gives the same
+/// bits). Taps in the padding read zero.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ConvFromNhwc {
+    /// Kernel height and width.
+    kernel: [usize; 2],
+    /// Vertical and horizontal stride.
+    strides: [usize; 2],
+    /// Padding above and left of the input.
+    pad_before: [usize; 2],
+    /// Output height and width.
+    out_hw: [usize; 2],
+    /// Input and output channels.
+    channels: [usize; 2],
+    /// Weights in (ky, kx, ci, co) order.
+    weights: Vec<f32>,
+    /// One bias per output channel.
+    bias: Vec<f32>,
+}
+
+// Equality is for tract's graph rewrites (equal weights are interchangeable).
+impl Eq for ConvFromNhwc {}
+
+impl std::hash::Hash for ConvFromNhwc {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.kernel, self.strides, self.pad_before, self.out_hw, self.channels).hash(state);
+        self.weights.iter().chain(&self.bias).for_each(|w| w.to_bits().hash(state));
+    }
+}
+
+impl ConvFromNhwc {
+    /// Output height and width for an input of `h`×`w` with `pb`/`pr` padding below/right.
+    fn output_hw(&self, h: usize, w: usize, pb: usize, pr: usize) -> [usize; 2] {
+        let dim = |n: usize, k: usize, s: usize, a: usize, b: usize| (n + a + b).saturating_sub(k) / s + 1;
+        [
+            dim(h, self.kernel[0], self.strides[0], self.pad_before[0], pb),
+            dim(w, self.kernel[1], self.strides[1], self.pad_before[1], pr),
+        ]
+    }
+
+    /// Convolves one (H, W, C) image into one (Co, OH, OW) output.
+    fn image(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { self.image_avx2(x, h, w, out) };
+            return;
+        }
+        self.image_any(x, h, w, out)
+    }
+
+    /// [`Self::image_any`] compiled for AVX2 (8 output channels per instruction).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn image_avx2(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        self.image_any(x, h, w, out)
+    }
+
+    /// The convolution loop, with the accumulators in registers for the common output widths.
+    #[inline(always)]
+    fn image_any(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        match self.channels[1] {
+            16 => self.image_co::<16>(x, h, w, out),
+            24 => self.image_co::<24>(x, h, w, out),
+            32 => self.image_co::<32>(x, h, w, out),
+            _ => self.image_dyn(x, h, w, out),
+        }
+    }
+
+    /// [`Self::image_dyn`] for exactly `CO` output channels (fixed-size accumulators the compiler
+    /// keeps in vector registers); the same operations in the same order. Rows and columns whose
+    /// taps all fall inside the input take a tap table (no bounds tests) and four output pixels
+    /// at a time (each weight row loaded once for the four); the border takes the checked loop.
+    #[inline(always)]
+    fn image_co<const CO: usize>(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let ci = self.channels[0];
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.strides;
+        let [pt, pl] = self.pad_before;
+        let [oh, ow] = self.out_hw;
+        let plane = oh * ow;
+        let bias: [f32; CO] = self.bias[..CO].try_into().expect("CO biases");
+        // Offsets of the taps from a window's top-left input value, in (ky, kx, ci) order.
+        let offsets: Vec<usize> = (0..kh)
+            .flat_map(|ky| (0..kw).flat_map(move |kx| (0..ci).map(move |c| (ky * w + kx) * ci + c)))
+            .collect();
+        let weights: Vec<[f32; CO]> =
+            self.weights.chunks_exact(CO).map(|r| r.try_into().expect("CO weights")).collect();
+        // Output rows/columns whose whole window is inside the input.
+        let inside = |o: usize, s: usize, p: usize, k: usize, n: usize| o * s >= p && o * s - p + k <= n;
+        // One output row, pixel by pixel, written to the channel planes once complete (storing
+        // each pixel's channels straight into planes a multiple of 4 KiB apart is slower than
+        // the arithmetic).
+        let mut row = vec![[0f32; CO]; ow];
+        for oy in 0..oh {
+            let row_inside = inside(oy, sh, pt, kh, h);
+            let mut ox = 0;
+            while ox < ow {
+                if row_inside && ox + 4 <= ow && inside(ox, sw, pl, kw, w) && inside(ox + 3, sw, pl, kw, w) {
+                    let base = |o: usize| ((oy * sh - pt) * w + (o * sw - pl)) * ci;
+                    let b = [base(ox), base(ox + 1), base(ox + 2), base(ox + 3)];
+                    let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+                    for (&off, wrow) in offsets.iter().zip(&weights) {
+                        let (v0, v1, v2, v3) = (x[b[0] + off], x[b[1] + off], x[b[2] + off], x[b[3] + off]);
+                        for c in 0..CO {
+                            a0[c] += wrow[c] * v0;
+                            a1[c] += wrow[c] * v1;
+                            a2[c] += wrow[c] * v2;
+                            a3[c] += wrow[c] * v3;
+                        }
+                    }
+                    let acc = [a0, a1, a2, a3];
+                    row[ox..ox + 4].copy_from_slice(&acc);
+                    ox += 4;
+                    continue;
+                }
+                let mut acc = bias;
+                for ky in 0..kh {
+                    let Some(iy) = (oy * sh + ky).checked_sub(pt).filter(|&y| y < h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = (ox * sw + kx).checked_sub(pl).filter(|&v| v < w) else { continue };
+                        let px = &x[(iy * w + ix) * ci..][..ci];
+                        for (c, &v) in px.iter().enumerate() {
+                            let wrow = &weights[(ky * kw + kx) * ci + c];
+                            for k in 0..CO {
+                                acc[k] += wrow[k] * v;
+                            }
+                        }
+                    }
+                }
+                row[ox] = acc;
+                ox += 1;
+            }
+            for (c, plane) in out.chunks_exact_mut(plane).enumerate() {
+                for (o, px) in plane[oy * ow..][..ow].iter_mut().zip(&row) {
+                    *o = px[c];
+                }
+            }
+        }
+    }
+
+    /// The convolution loop for any number of output channels; vectorised by the compiler over
+    /// output channels.
+    fn image_dyn(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let [ci, co] = self.channels;
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.strides;
+        let [pt, pl] = self.pad_before;
+        let [oh, ow] = self.out_hw;
+        let plane = oh * ow;
+        let mut acc = vec![0f32; co];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                acc.copy_from_slice(&self.bias);
+                for ky in 0..kh {
+                    let Some(iy) = (oy * sh + ky).checked_sub(pt).filter(|&y| y < h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = (ox * sw + kx).checked_sub(pl).filter(|&v| v < w) else { continue };
+                        let px = &x[(iy * w + ix) * ci..][..ci];
+                        let taps = &self.weights[(ky * kw + kx) * ci * co..][..ci * co];
+                        for (&v, wrow) in px.iter().zip(taps.chunks_exact(co)) {
+                            for (a, &k) in acc.iter_mut().zip(wrow) {
+                                *a += k * v;
+                            }
+                        }
+                    }
+                }
+                for (c, &a) in acc.iter().enumerate() {
+                    out[c * plane + oy * ow + ox] = a;
+                }
+            }
+        }
+    }
+}
+
+impl tract_onnx::tract_core::ops::Op for ConvFromNhwc {
+    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
+        "ConvFromNhwc".into()
+    }
+
+    fn as_typed(&self) -> Option<&dyn tract_onnx::tract_core::ops::TypedOp> {
+        Some(self)
+    }
+}
+
+impl tract_onnx::tract_core::ops::EvalOp for ConvFromNhwc {
+    fn eval(
+        &self,
+        _ctx: &tract_onnx::tract_core::plan::EvalContext,
+        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
+        use tract_onnx::prelude::*;
+        let input = &inputs[0];
+        let s = input.shape().to_vec();
+        if s.len() != 4 || s[3] != self.channels[0] {
+            tract_onnx::tract_core::internal::bail!(
+                "ConvFromNhwc: input shape {s:?}, wanted (N, H, W, {})",
+                self.channels[0]
+            );
+        }
+        let [oh, ow] = self.out_hw;
+        let co = self.channels[1];
+        let mut out = Tensor::zero::<f32>(&[s[0], co, oh, ow])?;
+        {
+            let src = input.try_as_plain_ram()?;
+            let mut dst = out.try_as_plain_ram_mut()?;
+            let (src, dst) = (src.as_slice::<f32>()?, dst.as_slice_mut::<f32>()?);
+            for (x, o) in src.chunks_exact(s[1] * s[2] * s[3]).zip(dst.chunks_exact_mut(co * oh * ow)) {
+                self.image(x, s[1], s[2], o);
+            }
+        }
+        Ok(tvec![out.into_tvalue()])
+    }
+
+    fn eval_out_of_plan(
+        &self,
+        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    ) -> tract_onnx::prelude::TractResult<Option<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>>
+    {
+        Ok(Some(self.eval(&tract_onnx::tract_core::plan::EvalContext::out_of_plan(), inputs)?))
+    }
+}
+
+impl tract_onnx::tract_core::ops::TypedOp for ConvFromNhwc {
+    fn as_op(&self) -> &dyn tract_onnx::tract_core::ops::Op {
+        self
+    }
+
+    fn as_op_mut(&mut self) -> &mut dyn tract_onnx::tract_core::ops::Op {
+        self
+    }
+
+    fn output_facts(
+        &self,
+        inputs: &[&tract_onnx::prelude::TypedFact],
+    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
+        use tract_onnx::prelude::*;
+        let n = inputs[0].shape[0].clone();
+        let [oh, ow] = self.out_hw;
+        Ok(tvec!(f32::fact([n, self.channels[1].to_dim(), oh.to_dim(), ow.to_dim()])))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,8 +708,9 @@ mod tests {
     use std::path::Path;
 
     /// Outputs of `file` on a fixed pseudo-random input (values in 0..1), through affectd's
-    /// loader and through plain tract, and how many of each custom op affectd's plan holds.
-    fn ours_and_tract(file: &str, shape: &[usize]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, usize, usize) {
+    /// loader and through plain tract, and how many of each custom op affectd's plan holds
+    /// (PRelu, max pool, convolution from NHWC).
+    fn ours_and_tract(file: &str, shape: &[usize]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, [usize; 3]) {
         use tract_onnx::prelude::*;
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
         let n: usize = shape.iter().product();
@@ -372,7 +718,7 @@ mod tests {
         let facts = |_: &InferenceModel| vec![f32::fact(shape).into()];
         let (state, _) = crate::model::load_plan(&path, facts, "test").unwrap();
         let count = |name: &str| state.plan().model().nodes().iter().filter(|n| n.op.name() == name).count();
-        let (prelus, pools) = (count("PreluInPlace"), count("MaxPool2x2"));
+        let counts = [count("PreluInPlace"), count("MaxPool2x2"), count("ConvFromNhwc")];
         let ours =
             OnnxModel::load_f32(&path, &[shape]).unwrap().run_f32(vec![(shape, input.clone())]).unwrap();
         let plain = tract_onnx::onnx()
@@ -388,23 +734,107 @@ mod tests {
         let out = plain.run(tvec![Tensor::from_shape(shape, &input).unwrap().into()]).unwrap();
         let plain: Vec<Vec<f32>> =
             out.iter().map(|t| t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect();
-        (ours, plain, prelus, pools)
+        (ours, plain, counts)
+    }
+
+    /// Largest difference between two sets of outputs, relative to the largest magnitude of each.
+    fn max_rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                assert_eq!(x.len(), y.len());
+                let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs() / scale))
+            })
+            .fold(0.0, f32::max)
     }
 
     #[test]
-    fn facemesh_gives_the_same_bits_as_tract_wiring_with_both_custom_ops() {
-        let (ours, plain, prelus, pools) = ours_and_tract("face_landmark_int8w.onnx", &[1, 192, 192, 3]);
-        assert!(prelus > 0 && pools > 0, "custom ops in FaceMesh's plan: {prelus} PRelu, {pools} max pool");
-        assert_eq!(ours, plain);
+    fn facemesh_with_the_custom_ops_matches_tract_to_float_rounding() {
+        let (ours, plain, [prelus, pools, convs]) =
+            ours_and_tract("face_landmark_int8w.onnx", &[1, 192, 192, 3]);
+        assert!(
+            prelus > 0 && pools > 0 && convs == 1,
+            "custom ops in FaceMesh's plan: {prelus} PRelu, {pools} max pool, {convs} conv"
+        );
+        // The first convolution sums in another order than tract's matrix product.
+        let d = max_rel_diff(&ours, &plain);
+        eprintln!("FaceMesh max relative difference {d:e}");
+        assert!(d < 1e-4, "FaceMesh differs from tract by {d} (relative)");
     }
 
     #[test]
-    fn expression_cnn_and_face_detector_give_the_same_bits_as_tract_with_the_fast_max_pool() {
-        let (ours, plain, _, pools) = ours_and_tract("expression.onnx", &[1, 48, 48, 1]);
-        assert!(pools > 0, "no max pool replaced in the expression CNN");
-        assert_eq!(ours, plain);
-        let (ours, plain, _, _) = ours_and_tract("face_detection_short_f16w.onnx", &[1, 128, 128, 3]);
-        assert_eq!(ours, plain);
+    fn expression_cnn_and_face_detector_with_the_custom_ops_match_tract_to_float_rounding() {
+        let (ours, plain, [_, pools, convs]) = ours_and_tract("expression.onnx", &[1, 48, 48, 1]);
+        assert!(
+            pools > 0 && convs == 1,
+            "custom ops in the expression CNN's plan: {pools} max pool, {convs} conv"
+        );
+        let d = max_rel_diff(&ours, &plain);
+        eprintln!("expression CNN max relative difference {d:e}");
+        assert!(d < 1e-4, "the expression CNN differs from tract by {d} (relative)");
+        let (ours, plain, counts) = ours_and_tract("face_detection_short_f16w.onnx", &[1, 128, 128, 3]);
+        let d = max_rel_diff(&ours, &plain);
+        eprintln!("BlazeFace custom ops {counts:?}, max relative difference {d:e}");
+        assert!(d < 1e-4, "BlazeFace differs from tract by {d} (relative)");
+    }
+
+    #[test]
+    fn conv_from_nhwc_is_the_textbook_convolution() {
+        // 3×3 kernel, stride 2, padding 1 above/left and 1 below/right, against a plain loop over
+        // the NCHW definition summing in the same order: 3 output channels (the generic loop) and
+        // 16 (the register-blocked loop, interior blocks of four pixels and the border).
+        for (h, w, ci, co) in [(5usize, 4usize, 2usize, 3usize), (11, 21, 3, 16)] {
+            let x: Vec<f32> = (0..h * w * ci).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
+            let k: Vec<f32> = (0..co * ci * 9).map(|i| ((i * 5) % 11) as f32 * 0.25 - 1.0).collect();
+            let bias: Vec<f32> = (0..co).map(|o| o as f32 * 0.5 - 1.0).collect();
+            let mut weights = vec![0f32; k.len()];
+            for o in 0..co {
+                for c in 0..ci {
+                    for t in 0..9 {
+                        weights[(t * ci + c) * co + o] = k[(o * ci + c) * 9 + t];
+                    }
+                }
+            }
+            let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+            let op = ConvFromNhwc {
+                kernel: [3, 3],
+                strides: [2, 2],
+                pad_before: [1, 1],
+                out_hw: [oh, ow],
+                channels: [ci, co],
+                weights,
+                bias: bias.clone(),
+            };
+            assert_eq!(op.output_hw(h, w, 1, 1), [oh, ow]);
+            let mut out = vec![0f32; co * oh * ow];
+            op.image(&x, h, w, &mut out);
+            for o in 0..co {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut want = bias[o];
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox * 2 + kx) as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                for c in 0..ci {
+                                    want += k[(o * ci + c) * 9 + ky * 3 + kx]
+                                        * x[((iy as usize) * w + ix as usize) * ci + c];
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            out[(o * oh + oy) * ow + ox],
+                            want,
+                            "{co} channels: output ({o}, {oy}, {ox})"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
