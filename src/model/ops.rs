@@ -4,6 +4,8 @@
 //! Each gives the same bits as tract's (unit-tested on the shipped models) and falls back to
 //! tract's own operator for any other case.
 
+use tract_onnx::tract_core::internal::*;
+
 /// ONNX `PRelu` as tract 0.23 wires it is three passes over the activation, each into a new
 /// tensor: `x * slope`, a boolean tensor `0 > x`, then a select — in FaceMesh (23 PRelu layers)
 /// about a quarter of the model's time. With a constant per-channel slope (FaceMesh's are) it is
@@ -13,7 +15,7 @@
 struct Prelu;
 
 impl tract_onnx::tract_hir::ops::expandable::Expansion for Prelu {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
+    fn name(&self) -> StaticName {
         "Prelu".into()
     }
 
@@ -31,12 +33,7 @@ impl tract_onnx::tract_hir::ops::expandable::Expansion for Prelu {
         Ok(())
     }
 
-    fn wire(
-        &self,
-        name: &str,
-        model: &mut tract_onnx::prelude::TypedModel,
-        inputs: &[tract_onnx::prelude::OutletId],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::OutletId>> {
+    fn wire(&self, name: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
         use tract_onnx::tract_hir::internal::*;
         let a = inputs[0];
         let mut b = inputs[1];
@@ -85,11 +82,7 @@ impl Eq for PreluInPlace {}
 impl PreluInPlace {
     /// The op for f32 input `x` of known shape and a constant f32 slope `s` that broadcasts
     /// along one axis of it (ONNX unidirectional broadcasting), else `None`.
-    fn for_facts(
-        x: &tract_onnx::prelude::TypedFact,
-        s: &tract_onnx::prelude::TypedFact,
-    ) -> Option<PreluInPlace> {
-        use tract_onnx::prelude::*;
+    fn for_facts(x: &TypedFact, s: &TypedFact) -> Option<PreluInPlace> {
         let k = s.konst.as_ref()?;
         let slope = k.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
         let shape: Vec<usize> = x.shape.as_concrete()?.to_vec();
@@ -111,23 +104,16 @@ impl PreluInPlace {
     }
 }
 
-impl tract_onnx::tract_core::ops::Op for PreluInPlace {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
+impl Op for PreluInPlace {
+    fn name(&self) -> StaticName {
         "PreluInPlace".into()
     }
 
-    fn as_typed(&self) -> Option<&dyn tract_onnx::tract_core::ops::TypedOp> {
-        Some(self)
-    }
+    tract_onnx::tract_core::op_as_typed_op!();
 }
 
-impl tract_onnx::tract_core::ops::EvalOp for PreluInPlace {
-    fn eval(
-        &self,
-        _ctx: &tract_onnx::tract_core::plan::EvalContext,
-        mut inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-        use tract_onnx::prelude::*;
+impl EvalOp for PreluInPlace {
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         // The input's own buffer when nothing else holds it, else a copy.
         let mut t = inputs.remove(0).into_tensor();
         let inner: usize = t.shape()[self.axis + 1..].iter().product();
@@ -144,29 +130,13 @@ impl tract_onnx::tract_core::ops::EvalOp for PreluInPlace {
         Ok(tvec![t.into_tvalue()])
     }
 
-    fn eval_out_of_plan(
-        &self,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<Option<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>>
-    {
-        Ok(Some(self.eval(&tract_onnx::tract_core::plan::EvalContext::out_of_plan(), inputs)?))
-    }
+    tract_onnx::tract_core::op_out_of_plan!();
 }
 
-impl tract_onnx::tract_core::ops::TypedOp for PreluInPlace {
-    fn as_op(&self) -> &dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
+impl TypedOp for PreluInPlace {
+    tract_onnx::tract_core::as_op!();
 
-    fn as_op_mut(&mut self) -> &mut dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
-
-    fn output_facts(
-        &self,
-        inputs: &[&tract_onnx::prelude::TypedFact],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
-        use tract_onnx::prelude::*;
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         Ok(tvec!(inputs[0].datum_type.fact(inputs[0].shape.clone())))
     }
 }
@@ -175,7 +145,7 @@ impl tract_onnx::tract_core::ops::TypedOp for PreluInPlace {
 pub(super) fn prelu_builder(
     _ctx: &tract_onnx::model::ParsingContext,
     _node: &tract_onnx::pb::NodeProto,
-) -> tract_onnx::prelude::TractResult<(Box<dyn tract_onnx::tract_hir::infer::InferenceOp>, Vec<String>)> {
+) -> TractResult<(Box<dyn tract_onnx::tract_hir::infer::InferenceOp>, Vec<String>)> {
     Ok((tract_onnx::tract_hir::ops::expandable::expand(Prelu), vec![]))
 }
 
@@ -183,10 +153,7 @@ pub(super) fn prelu_builder(
 /// padding, no dilation, no index output, on a concrete 4-D input, by [`MaxPool2x2`]. tract 0.23
 /// walks such a pool one output at a time through its generic patch code (about 8 % of
 /// FaceMesh's time, 7 % of the expression CNN's); this is one pass over the input.
-pub(super) fn fast_max_pools(
-    model: &mut tract_onnx::prelude::TypedModel,
-) -> tract_onnx::prelude::TractResult<()> {
-    use tract_onnx::prelude::*;
+pub(super) fn fast_max_pools(model: &mut TypedModel) -> TractResult<()> {
     use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec};
     use tract_onnx::tract_core::ops::nn::DataFormat;
     let mut swaps = Vec::new();
@@ -289,27 +256,20 @@ impl MaxPool2x2 {
     }
 }
 
-impl tract_onnx::tract_core::ops::Op for MaxPool2x2 {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
+impl Op for MaxPool2x2 {
+    fn name(&self) -> StaticName {
         "MaxPool2x2".into()
     }
 
-    fn as_typed(&self) -> Option<&dyn tract_onnx::tract_core::ops::TypedOp> {
-        Some(self)
-    }
+    tract_onnx::tract_core::op_as_typed_op!();
 }
 
-impl tract_onnx::tract_core::ops::EvalOp for MaxPool2x2 {
-    fn eval(
-        &self,
-        _ctx: &tract_onnx::tract_core::plan::EvalContext,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-        use tract_onnx::prelude::*;
+impl EvalOp for MaxPool2x2 {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
         let shape = input.shape().to_vec();
         if shape.len() != 4 {
-            tract_onnx::tract_core::internal::bail!("MaxPool2x2 needs a 4-D input, got shape {shape:?}");
+            bail!("MaxPool2x2 needs a 4-D input, got shape {shape:?}");
         }
         let mut out = Tensor::zero::<f32>(&self.output_shape(&shape))?;
         {
@@ -320,37 +280,18 @@ impl tract_onnx::tract_core::ops::EvalOp for MaxPool2x2 {
         Ok(tvec![out.into_tvalue()])
     }
 
-    fn eval_out_of_plan(
-        &self,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<Option<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>>
-    {
-        Ok(Some(self.eval(&tract_onnx::tract_core::plan::EvalContext::out_of_plan(), inputs)?))
-    }
+    tract_onnx::tract_core::op_out_of_plan!();
 }
 
-impl tract_onnx::tract_core::ops::TypedOp for MaxPool2x2 {
-    fn as_op(&self) -> &dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
+impl TypedOp for MaxPool2x2 {
+    tract_onnx::tract_core::as_op!();
 
-    fn as_op_mut(&mut self) -> &mut dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
-
-    fn output_facts(
-        &self,
-        inputs: &[&tract_onnx::prelude::TypedFact],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
-        use tract_onnx::prelude::*;
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let Some(shape) = inputs[0].shape.as_concrete() else {
-            tract_onnx::tract_core::internal::bail!(
-                "MaxPool2x2 needs a concrete input shape, got {:?}",
-                inputs[0].shape
-            );
+            bail!("MaxPool2x2 needs a concrete input shape, got {:?}", inputs[0].shape);
         };
         if shape.len() != 4 {
-            tract_onnx::tract_core::internal::bail!("MaxPool2x2 needs a 4-D input, got shape {shape:?}");
+            bail!("MaxPool2x2 needs a 4-D input, got shape {shape:?}");
         }
         Ok(tvec!(f32::fact(self.output_shape(shape))))
     }
@@ -363,11 +304,7 @@ impl tract_onnx::tract_core::ops::TypedOp for MaxPool2x2 {
 /// with only 27 values per column (about 1 ms of FaceMesh's ~4.5 ms on the tract CLI's profile);
 /// [`ConvFromNhwc`] is one direct pass. Only convolutions with at most 4 input channels, one
 /// group, no dilation, explicit or no padding and constant weights qualify.
-pub(super) fn direct_nhwc_convs(
-    model: &mut tract_onnx::prelude::TypedModel,
-) -> tract_onnx::prelude::TractResult<()> {
-    use tract_onnx::prelude::*;
-    use tract_onnx::tract_core::ops::change_axes::AxisOp;
+pub(super) fn direct_nhwc_convs(model: &mut TypedModel) -> TractResult<()> {
     use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
     use tract_onnx::tract_core::ops::nn::DataFormat;
     let mut swaps = Vec::new();
@@ -633,30 +570,20 @@ impl ConvFromNhwc {
     }
 }
 
-impl tract_onnx::tract_core::ops::Op for ConvFromNhwc {
-    fn name(&self) -> tract_onnx::tract_hir::internal::StaticName {
+impl Op for ConvFromNhwc {
+    fn name(&self) -> StaticName {
         "ConvFromNhwc".into()
     }
 
-    fn as_typed(&self) -> Option<&dyn tract_onnx::tract_core::ops::TypedOp> {
-        Some(self)
-    }
+    tract_onnx::tract_core::op_as_typed_op!();
 }
 
-impl tract_onnx::tract_core::ops::EvalOp for ConvFromNhwc {
-    fn eval(
-        &self,
-        _ctx: &tract_onnx::tract_core::plan::EvalContext,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-        use tract_onnx::prelude::*;
+impl EvalOp for ConvFromNhwc {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
         let s = input.shape().to_vec();
         if s.len() != 4 || s[3] != self.channels[0] {
-            tract_onnx::tract_core::internal::bail!(
-                "ConvFromNhwc: input shape {s:?}, wanted (N, H, W, {})",
-                self.channels[0]
-            );
+            bail!("ConvFromNhwc: input shape {s:?}, wanted (N, H, W, {})", self.channels[0]);
         }
         let [oh, ow] = self.out_hw;
         let co = self.channels[1];
@@ -672,29 +599,13 @@ impl tract_onnx::tract_core::ops::EvalOp for ConvFromNhwc {
         Ok(tvec![out.into_tvalue()])
     }
 
-    fn eval_out_of_plan(
-        &self,
-        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-    ) -> tract_onnx::prelude::TractResult<Option<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>>
-    {
-        Ok(Some(self.eval(&tract_onnx::tract_core::plan::EvalContext::out_of_plan(), inputs)?))
-    }
+    tract_onnx::tract_core::op_out_of_plan!();
 }
 
-impl tract_onnx::tract_core::ops::TypedOp for ConvFromNhwc {
-    fn as_op(&self) -> &dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
+impl TypedOp for ConvFromNhwc {
+    tract_onnx::tract_core::as_op!();
 
-    fn as_op_mut(&mut self) -> &mut dyn tract_onnx::tract_core::ops::Op {
-        self
-    }
-
-    fn output_facts(
-        &self,
-        inputs: &[&tract_onnx::prelude::TypedFact],
-    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
-        use tract_onnx::prelude::*;
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let n = inputs[0].shape[0].clone();
         let [oh, ow] = self.out_hw;
         Ok(tvec!(f32::fact([n, self.channels[1].to_dim(), oh.to_dim(), ow.to_dim()])))
