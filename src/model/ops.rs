@@ -721,6 +721,10 @@ mod tests {
             assert_eq!(op.output_hw(h, w, 1, 1), [oh, ow]);
             let mut out = vec![0f32; co * oh * ow];
             op.image(&x, h, w, &mut out);
+            // The portable loop (what ARM runs) gives the same bits as the dispatched one.
+            let mut portable = vec![0f32; co * oh * ow];
+            op.image_any(&x, h, w, &mut portable);
+            assert_eq!(portable, out, "{co} channels: portable loop");
             for o in 0..co {
                 for oy in 0..oh {
                     for ox in 0..ow {
