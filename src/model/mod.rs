@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod direct;
 mod ops;
 
 /// The file name of the manifest inside the models folder.
@@ -242,6 +243,7 @@ pub fn load_plan(
     typed.declutter().map_err(|e| err("cannot optimise", e))?;
     ops::fast_max_pools(&mut typed).map_err(|e| err("cannot optimise", e))?;
     ops::direct_nhwc_convs(&mut typed).map_err(|e| err("cannot optimise", e))?;
+    direct::direct_convs(&mut typed).map_err(|e| err("cannot optimise", e))?;
     typed.optimize().map_err(|e| err("cannot optimise", e))?;
     let outputs = (0..typed.outputs.len())
         .map(|i| typed.output_fact(i).ok().and_then(|f| f.shape.as_concrete().map(|s| s.to_vec())))

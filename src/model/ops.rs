@@ -620,8 +620,8 @@ mod tests {
 
     /// Outputs of `file` on a fixed pseudo-random input (values in 0..1), through affectd's
     /// loader and through plain tract, and how many of each custom op affectd's plan holds
-    /// (PRelu, max pool, convolution from NHWC).
-    fn ours_and_tract(file: &str, shape: &[usize]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, [usize; 3]) {
+    /// (PRelu, max pool, convolution from NHWC, direct 3×3 convolution).
+    pub(crate) fn ours_and_tract(file: &str, shape: &[usize]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, [usize; 4]) {
         use tract_onnx::prelude::*;
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
         let n: usize = shape.iter().product();
@@ -629,7 +629,7 @@ mod tests {
         let facts = |_: &InferenceModel| vec![f32::fact(shape).into()];
         let (state, _) = crate::model::load_plan(&path, facts, "test").unwrap();
         let count = |name: &str| state.plan().model().nodes().iter().filter(|n| n.op.name() == name).count();
-        let counts = [count("PreluInPlace"), count("MaxPool2x2"), count("ConvFromNhwc")];
+        let counts = [count("PreluInPlace"), count("MaxPool2x2"), count("ConvFromNhwc"), count("DirectConv")];
         let ours =
             OnnxModel::load_f32(&path, &[shape]).unwrap().run_f32(vec![(shape, input.clone())]).unwrap();
         let plain = tract_onnx::onnx()
@@ -663,7 +663,7 @@ mod tests {
 
     #[test]
     fn facemesh_with_the_custom_ops_matches_tract_to_float_rounding() {
-        let (ours, plain, [prelus, pools, convs]) =
+        let (ours, plain, [prelus, pools, convs, _]) =
             ours_and_tract("face_landmark_int8w.onnx", &[1, 192, 192, 3]);
         assert!(
             prelus > 0 && pools > 0 && convs == 1,
@@ -677,11 +677,14 @@ mod tests {
 
     #[test]
     fn expression_cnn_and_face_detector_with_the_custom_ops_match_tract_to_float_rounding() {
-        let (ours, plain, [_, pools, convs]) = ours_and_tract("expression.onnx", &[1, 48, 48, 1]);
+        let (ours, plain, [_, pools, convs, direct]) = ours_and_tract("expression.onnx", &[1, 48, 48, 1]);
         assert!(
             pools > 0 && convs == 1,
             "custom ops in the expression CNN's plan: {pools} max pool, {convs} conv"
         );
+        // The seven 3×3 layers after the first run directly where the CPU has a kernel.
+        let want = if super::super::direct::available() { 7 } else { 0 };
+        assert_eq!(direct, want, "direct 3×3 convolutions in the expression CNN's plan");
         let d = max_rel_diff(&ours, &plain);
         eprintln!("expression CNN max relative difference {d:e}");
         assert!(d < 1e-4, "the expression CNN differs from tract by {d} (relative)");
