@@ -698,3 +698,98 @@ impl TypedOp for DirectConv {
         output_fact(inputs, self.channels[1], self.hw)
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// The instruction sets this CPU can run.
+    fn isas() -> Vec<Isa> {
+        let mut v = Vec::new();
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push(Isa::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx2);
+        }
+        v
+    }
+
+    /// A (C, H, W) image of small integers (sums of their products are exact in f32).
+    fn image(c: usize, h: usize, w: usize, seed: usize) -> Vec<f32> {
+        (0..c * h * w).map(|i| ((i * 7 + seed * 13) % 11) as f32 - 5.0).collect()
+    }
+
+    /// The textbook convolution, `groups` = 1 or C, stride 1, zero padding k/2.
+    fn textbook(
+        x: &[f32],
+        [ci, co]: [usize; 2],
+        [h, w]: [usize; 2],
+        k: usize,
+        dw: bool,
+        wt: &[f32],
+        b: &[f32],
+    ) -> Vec<f32> {
+        let pad = (k / 2) as isize;
+        let mut out = vec![0f32; co * h * w];
+        for o in 0..co {
+            for y in 0..h {
+                for xx in 0..w {
+                    let mut acc = b[o];
+                    let inputs: Vec<usize> = if dw { vec![o] } else { (0..ci).collect() };
+                    for (j, &c) in inputs.iter().enumerate() {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (iy, ix) =
+                                    (y as isize + ky as isize - pad, xx as isize + kx as isize - pad);
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let per = if dw { 1 } else { ci };
+                                acc += wt[((o * per + j) * k + ky) * k + kx]
+                                    * x[(c * h + iy as usize) * w + ix as usize];
+                            }
+                        }
+                    }
+                    out[(o * h + y) * w + xx] = acc;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_is_the_textbook_convolution() {
+        // Integer data: every partial sum is exact, so any summation order gives the same bits.
+        for isa in isas() {
+            for (k, ci, co, h, w) in
+                [(3, 3, 8, 5, 7), (3, 16, 16, 6, 6), (3, 5, 24, 12, 12), (1, 7, 8, 3, 3), (1, 16, 32, 4, 12)]
+            {
+                let x = image(ci, h, w, 1);
+                let wt = image(co * ci * k * k, 1, 1, 2);
+                let b: Vec<f32> = (0..co).map(|o| o as f32 - 3.0).collect();
+                let op = DirectConv::new(isa, k, [ci, co], [h, w], &wt, b.clone());
+                let mut out = vec![f32::NAN; co * h * w];
+                op.image(&x, &mut out);
+                assert_eq!(
+                    out,
+                    textbook(&x, [ci, co], [h, w], k, false, &wt, &b),
+                    "{isa:?} k{k} {ci}->{co} {h}x{w}"
+                );
+            }
+            for (c, h, w) in [(1, 1, 1), (3, 5, 7), (16, 96, 96), (4, 3, 40)] {
+                let x = image(c, h, w, 3);
+                let wt = image(c * 9, 1, 1, 4);
+                let b: Vec<f32> = (0..c).map(|o| 2.0 - o as f32).collect();
+                let op = Depthwise3x3 { isa, channels: c, hw: [h, w], weights: wt.clone(), bias: b.clone() };
+                let mut out = vec![f32::NAN; c * h * w];
+                op.image(&x, &mut out);
+                assert_eq!(
+                    out,
+                    textbook(&x, [c, c], [h, w], 3, true, &wt, &b),
+                    "{isa:?} depthwise {c} {h}x{w}"
+                );
+            }
+        }
+    }
+}
