@@ -3086,9 +3086,27 @@ struct whisper_global_cache {
     // ref: https://github.com/openai/whisper/blob/main/whisper/audio.py#L147
     float hann_window[WHISPER_N_FFT];
 
+    // affectd patch: the table entries dft() reads for its one size (the odd factor of the FFT
+    // length, 25 for 400), laid out [n][k]: dft_cos[n*N + k] = cos_vals[(k*n*step) % COUNT]
+    static constexpr int dft_n = SIN_COS_N_COUNT >> __builtin_ctz(SIN_COS_N_COUNT);
+    float dft_cos[dft_n * dft_n];
+    float dft_sin[dft_n * dft_n];
+
     whisper_global_cache() {
         fill_sin_cos_table();
         fill_hann_window(sizeof(hann_window)/sizeof(hann_window[0]), true, hann_window);
+        fill_dft_table();
+    }
+
+    void fill_dft_table() {
+        const int step = SIN_COS_N_COUNT / dft_n;
+        for (int n = 0; n < dft_n; n++) {
+            for (int k = 0; k < dft_n; k++) {
+                const int idx = (k * n * step) % SIN_COS_N_COUNT;
+                dft_cos[n*dft_n + k] = cos_vals[idx];
+                dft_sin[n*dft_n + k] = sin_vals[idx];
+            }
+        }
     }
 
     void fill_sin_cos_table() {
@@ -3116,6 +3134,28 @@ struct whisper_global_cache {
 // output is complex-valued
 static void dft(const float* in, int N, float* out) {
     const int sin_cos_step = SIN_COS_N_COUNT / N;
+
+    if (N == whisper_global_cache::dft_n) {
+        // affectd patch: all N outputs at once, n outer and k inner (vectorisable), from the
+        // precomputed [n][k] table; every output still adds its N products in the same order
+        // with the same table values, so the results are bit-identical to the loop below
+        float re[whisper_global_cache::dft_n] = {};
+        float im[whisper_global_cache::dft_n] = {};
+        for (int n = 0; n < N; n++) {
+            const float x = in[n];
+            const float * c = global_cache.dft_cos + n*N;
+            const float * s = global_cache.dft_sin + n*N;
+            for (int k = 0; k < whisper_global_cache::dft_n; k++) {
+                re[k] += x*c[k];
+                im[k] -= x*s[k];
+            }
+        }
+        for (int k = 0; k < N; k++) {
+            out[k*2 + 0] = re[k];
+            out[k*2 + 1] = im[k];
+        }
+        return;
+    }
 
     for (int k = 0; k < N; k++) {
         float re = 0;
@@ -3192,6 +3232,26 @@ static void log_mel_spectrogram_worker_thread(int ith, const float * hann, const
     // make sure n_fft == 1 + (WHISPER_N_FFT / 2), bin_0 to bin_nyquist
     assert(n_fft == 1 + (frame_size / 2));
 
+    // affectd patch: each mel filter is non-zero on one short band of bins; the groups of four
+    // bins (and the remainder bins) where a filter is all zero add exactly +0.0 to its sum, so
+    // they are skipped: [k_lo, k_hi) covers the filter's non-zero weights, k_lo rounded down to
+    // the loop's groups of four. The sums and their order are otherwise those of the full loop.
+    const int k_rem = ((n_fft - 3 + 3) / 4) * 4; // where the loop below leaves its groups of four
+    std::vector<int> k_lo(mel.n_mel, 0), k_hi(mel.n_mel, 0);
+    for (int j = 0; j < mel.n_mel; j++) {
+        int lo = n_fft, hi = 0;
+        for (int k = 0; k < n_fft; k++) {
+            if (filters.data[j * n_fft + k] != 0.0f) {
+                lo = std::min(lo, k);
+                hi = k + 1;
+            }
+        }
+        if (lo < hi) {
+            k_lo[j] = (lo / 4) * 4;
+            k_hi[j] = hi;
+        }
+    }
+
     // calculate FFT only when fft_in are not all zero
     for (; i < std::min(n_samples / frame_step + 1, mel.n_len); i += n_threads) {
         const int offset = i * frame_step;
@@ -3220,7 +3280,7 @@ static void log_mel_spectrogram_worker_thread(int ith, const float * hann, const
             double sum = 0.0;
             // unroll loop (suggested by GH user @lunixbochs)
             int k = 0;
-            for (k = 0; k < n_fft - 3; k += 4) {
+            for (k = k_lo[j]; k < n_fft - 3 && k < k_hi[j]; k += 4) {
                 sum +=
                         fft_out[k + 0] * filters.data[j * n_fft + k + 0] +
                         fft_out[k + 1] * filters.data[j * n_fft + k + 1] +
@@ -3228,7 +3288,7 @@ static void log_mel_spectrogram_worker_thread(int ith, const float * hann, const
                         fft_out[k + 3] * filters.data[j * n_fft + k + 3];
             }
             // handle n_fft remainder
-            for (; k < n_fft; k++) {
+            for (k = k_rem; k < k_hi[j]; k++) {
                 sum += fft_out[k] * filters.data[j * n_fft + k];
             }
             sum = log10(std::max(sum, 1e-10));

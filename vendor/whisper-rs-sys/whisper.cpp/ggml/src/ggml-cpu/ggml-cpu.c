@@ -1151,6 +1151,171 @@ void ggml_set_f32_nd(const struct ggml_tensor * tensor, int i0, int i1, int i2, 
 
 // ggml_compute_forward_mul_mat
 
+#if defined(__AVX512F__)
+// affectd patch: f16 weights/activations (src0) x f32 or f16 src1 on AVX-512, as outer products.
+// llamafile's tinyBLAS computes every output as a dot product along k: 16 partial sums per output,
+// then a horizontal sum, with both operands widened from f16 inside its innermost loop. For
+// whisper's attention (k = 64 for K*Q) that is mostly shuffles and conversions. Here src0 is
+// widened and transposed once (At[l][i]), and each 32 x 12 block of the output is accumulated
+// as 32-wide columns: C[j][i..i+31] += At[l][i..i+31] * B[j][l], for l = 0 .. k-1 in order.
+// Results differ from tinyBLAS in rounding (each output is one sequential f32 sum over k instead
+// of 16 partial sums), and src1 is used in f32 instead of being rounded to f16 first.
+// Used only where the transposed copy pays off and stays small: at least 32 columns of src1 (the
+// copy costs 1/n of the products; the decoder's one-token and prompt products keep the old path)
+// and src0 of at most 4 Mi values (a 16 MiB copy; whisper tiny's largest is 0.9 Mi).
+#define GGML_F16_OUTER_MB 32
+#define GGML_F16_OUTER_NB 12
+#define GGML_F16_OUTER_MIN_N 32
+#define GGML_F16_OUTER_MAX_A (4*1024*1024)
+
+static size_t ggml_mul_mat_f16_outer_wsize(const struct ggml_tensor * src0, const struct ggml_tensor * src1) {
+    if (src0->type != GGML_TYPE_F16 || (src1->type != GGML_TYPE_F32 && src1->type != GGML_TYPE_F16) ||
+        src0->ne[1] < GGML_F16_OUTER_MB || src0->ne[0] % 2 != 0 || src1->ne[1] < GGML_F16_OUTER_MIN_N ||
+        ggml_nelements(src0) > GGML_F16_OUTER_MAX_A || src0->nb[1] > INT32_MAX/16) {
+        return 0;
+    }
+    size_t n = (size_t) ggml_nelements(src0);
+    if (src1->type == GGML_TYPE_F16) {
+        n += (size_t) ggml_nelements(src1);
+    }
+    return n * sizeof(float);
+}
+
+static inline __attribute__((always_inline)) void ggml_f16_outer_block(
+        const int64_t k, const float * GGML_RESTRICT at, const int64_t m,
+        const float * GGML_RESTRICT b, const int64_t ldb, const int nj,
+        float * GGML_RESTRICT c, const int64_t ldc,
+        const bool masked, const __mmask16 k0, const __mmask16 k1) {
+    __m512 c0[GGML_F16_OUTER_NB];
+    __m512 c1[GGML_F16_OUTER_NB];
+#pragma GCC unroll 12
+    for (int j = 0; j < GGML_F16_OUTER_NB; ++j) {
+        c0[j] = _mm512_setzero_ps();
+        c1[j] = _mm512_setzero_ps();
+    }
+    for (int64_t l = 0; l < k; ++l) {
+        const __m512 a0 = masked ? _mm512_maskz_loadu_ps(k0, at + l*m)      : _mm512_loadu_ps(at + l*m);
+        const __m512 a1 = masked ? _mm512_maskz_loadu_ps(k1, at + l*m + 16) : _mm512_loadu_ps(at + l*m + 16);
+#pragma GCC unroll 12
+        for (int j = 0; j < GGML_F16_OUTER_NB; ++j) {
+            if (j < nj) {
+                const __m512 bv = _mm512_set1_ps(b[j*ldb + l]);
+                c0[j] = _mm512_fmadd_ps(a0, bv, c0[j]);
+                c1[j] = _mm512_fmadd_ps(a1, bv, c1[j]);
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (int j = 0; j < GGML_F16_OUTER_NB; ++j) {
+        if (j < nj) {
+            if (masked) {
+                _mm512_mask_storeu_ps(c + j*ldc,      k0, c0[j]);
+                _mm512_mask_storeu_ps(c + j*ldc + 16, k1, c1[j]);
+            } else {
+                _mm512_storeu_ps(c + j*ldc,      c0[j]);
+                _mm512_storeu_ps(c + j*ldc + 16, c1[j]);
+            }
+        }
+    }
+}
+
+// partial blocks: fewer than 12 columns and/or fewer than 32 rows (masks k0, k1)
+static void ggml_f16_outer_block_tail(
+        const int64_t k, const float * GGML_RESTRICT at, const int64_t m,
+        const float * GGML_RESTRICT b, const int64_t ldb, const int nj,
+        float * GGML_RESTRICT c, const int64_t ldc, const __mmask16 k0, const __mmask16 k1) {
+    ggml_f16_outer_block(k, at, m, b, ldb, nj, c, ldc, true, k0, k1);
+}
+
+// returns false (having done nothing) where it does not apply
+static bool ggml_compute_forward_mul_mat_f16_outer(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
+    const struct ggml_tensor * src0 = dst->src[0];
+    const struct ggml_tensor * src1 = dst->src[1];
+
+    GGML_TENSOR_BINARY_OP_LOCALS
+
+    const size_t need = ggml_mul_mat_f16_outer_wsize(src0, src1);
+    if (need == 0 || params->wsize < need || dst->type != GGML_TYPE_F32) {
+        return false;
+    }
+
+    const int ith = params->ith;
+    const int nth = params->nth;
+
+    const int64_t m = ne01; // rows of src0 = dst->ne[0]
+    const int64_t k = ne00;
+    const int64_t r2 = ne12 / ne02;
+    const int64_t r3 = ne13 / ne03;
+
+    float * at_all = (float *) params->wdata;                 // [ne03][ne02][k][m]
+    float * b_all  = at_all + ne00*ne01*ne02*ne03;            // [ne13][ne12][ne11][k] (f16 src1 only)
+
+    // widen + transpose src0, 16 rows i at a time: each gather fetches a[i][l], a[i][l+1] for 16 i
+    {
+        const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                _mm512_set1_epi32((int) nb01));
+        const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+        const int64_t ng = (ne01 + 15)/16;
+        for (int64_t r = ith; r < ng*ne02*ne03; r += nth) {
+            const int64_t i03 = r/(ng*ne02);
+            const int64_t i02 = (r - i03*ng*ne02)/ng;
+            const int64_t i01 = (r - i03*ng*ne02 - i02*ng)*16;
+            const __mmask16 km = (__mmask16) (ne01 - i01 >= 16 ? 0xFFFF : (1u << (ne01 - i01)) - 1);
+            const char * a = (const char *) src0->data + i01*nb01 + i02*nb02 + i03*nb03;
+            float * at = at_all + (i03*ne02 + i02)*k*m + i01;
+            for (int64_t l = 0; l < k; l += 2) {
+                const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), km, vidx, a + l*sizeof(ggml_fp16_t), 1);
+                _mm512_mask_storeu_ps(at + l*m,     km, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_and_si512(g, lo16))));
+                _mm512_mask_storeu_ps(at + (l+1)*m, km, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+            }
+        }
+    }
+    if (src1->type == GGML_TYPE_F16) {
+        for (int64_t r = ith; r < ne11*ne12*ne13; r += nth) {
+            const int64_t i13 = r/(ne11*ne12);
+            const int64_t i12 = (r - i13*ne11*ne12)/ne11;
+            const int64_t i11 = r - i13*ne11*ne12 - i12*ne11;
+            ggml_cpu_fp16_to_fp32((const ggml_fp16_t *) ((const char *) src1->data + i11*nb11 + i12*nb12 + i13*nb13), b_all + r*k, k);
+        }
+    }
+    ggml_barrier(params->threadpool);
+
+    const int64_t n_ib = (m + GGML_F16_OUTER_MB - 1) / GGML_F16_OUTER_MB;
+    const int64_t n_jb = (ne11 + GGML_F16_OUTER_NB - 1) / GGML_F16_OUTER_NB;
+    const int64_t n_jobs = ne12*ne13*n_ib*n_jb;
+
+    for (int64_t job = ith; job < n_jobs; job += nth) {
+        const int64_t jb = job % n_jb;
+        const int64_t ib = (job / n_jb) % n_ib;
+        const int64_t i12 = (job / (n_jb*n_ib)) % ne12;
+        const int64_t i13 = job / (n_jb*n_ib*ne12);
+
+        const float * at = at_all + ((i13/r3)*ne02 + i12/r2)*k*m + ib*GGML_F16_OUTER_MB;
+        const float * b;
+        int64_t ldb;
+        if (src1->type == GGML_TYPE_F16) {
+            b = b_all + ((i13*ne12 + i12)*ne11 + jb*GGML_F16_OUTER_NB)*k;
+            ldb = k;
+        } else {
+            b = (const float *) ((const char *) src1->data + i12*nb12 + i13*nb13 + jb*GGML_F16_OUTER_NB*nb11);
+            ldb = nb11/sizeof(float);
+        }
+        float * c = (float *) ((char *) dst->data + i12*nb2 + i13*nb3 + jb*GGML_F16_OUTER_NB*nb1) + ib*GGML_F16_OUTER_MB;
+        const int64_t ldc = nb1/sizeof(float);
+        const int nj = (int) MIN(GGML_F16_OUTER_NB, ne11 - jb*GGML_F16_OUTER_NB);
+        const int64_t mi = m - ib*GGML_F16_OUTER_MB; // rows left in this block
+        if (nj == GGML_F16_OUTER_NB && mi >= GGML_F16_OUTER_MB) {
+            ggml_f16_outer_block(k, at, m, b, ldb, GGML_F16_OUTER_NB, c, ldc, false, 0xFFFF, 0xFFFF);
+        } else {
+            const __mmask16 k0 = (__mmask16) (mi >= 16 ? 0xFFFF : (1u << mi) - 1);
+            const __mmask16 k1 = (__mmask16) (mi >= 32 ? 0xFFFF : mi <= 16 ? 0 : (1u << (mi - 16)) - 1);
+            ggml_f16_outer_block_tail(k, at, m, b, ldb, nj, c, ldc, k0, k1);
+        }
+    }
+    return true;
+}
+#endif
+
 static void ggml_compute_forward_mul_mat_one_chunk(
     const struct ggml_compute_params * params,
     struct ggml_tensor * dst,
@@ -1229,6 +1394,19 @@ static void ggml_compute_forward_mul_mat_one_chunk(
                 //    vec_dot(ne00, &dst_col[ir0], src0_row + ir0*nb01, src1_col);
                 //}
 
+#ifdef GGML_CPU_HAS_VEC_DOT_Q8_0_X4
+                // affectd patch: q8_0 rows four at a time (bit-identical to one at a time)
+                if (type == GGML_TYPE_Q8_0 && vec_dot_type == GGML_TYPE_Q8_0 && num_rows_per_vec_dot == 1) {
+                    const int64_t ir0_lim = MIN(iir0 + blck_0, ir0_end);
+                    int64_t ir0 = iir0;
+                    for (; ir0 + 4 <= ir0_lim; ir0 += 4) {
+                        ggml_vec_dot_q8_0_q8_0_x4(ne00, &tmp[ir0 - iir0], src0_row + ir0 * nb01, nb01, src1_col);
+                    }
+                    for (; ir0 < ir0_lim; ++ir0) {
+                        vec_dot(ne00, &tmp[ir0 - iir0], 0, src0_row + ir0 * nb01, 0, src1_col, 0, 1);
+                    }
+                } else
+#endif
                 for (int64_t ir0 = iir0; ir0 < iir0 + blck_0 && ir0 < ir0_end; ir0 += num_rows_per_vec_dot) {
                     vec_dot(ne00, &tmp[ir0 - iir0], (num_rows_per_vec_dot > 1 ? 16 : 0), src0_row + ir0 * nb01, (num_rows_per_vec_dot > 1 ? nb01 : 0), src1_col, (num_rows_per_vec_dot > 1 ? src1_col_stride : 0), num_rows_per_vec_dot);
                 }
@@ -1274,6 +1452,12 @@ void ggml_compute_forward_mul_mat(
 
     // nb01 >= nb00 - src0 is not transposed
     //   compute by src0 rows
+
+#if defined(__AVX512F__)
+    if (ggml_compute_forward_mul_mat_f16_outer(params, dst)) {
+        return;
+    }
+#endif
 
     // TODO: extract to "extra_op"
 #if GGML_USE_LLAMAFILE
@@ -2802,6 +2986,9 @@ struct ggml_cplan ggml_graph_plan(
                         if (node->src[1]->type != vec_dot_type) {
                             cur = ggml_row_size(vec_dot_type, ggml_nelements(node->src[1]));
                         }
+#if defined(__AVX512F__)
+                        cur = MAX(cur, ggml_mul_mat_f16_outer_wsize(node->src[0], node->src[1]));
+#endif
                     } break;
                 case GGML_OP_MUL_MAT_ID:
                     {

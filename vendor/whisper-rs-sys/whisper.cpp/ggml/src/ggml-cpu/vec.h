@@ -995,7 +995,30 @@ inline static void ggml_vec_gelu_erf_f16(const int n, ggml_fp16_t * y, const ggm
 #ifdef GGML_GELU_FP16
 inline static void ggml_vec_gelu_f32(const int n, float * y, const float * x) {
     uint16_t t;
-    for (int i = 0; i < n; ++i) {
+    int i = 0;
+#if defined(__AVX512F__)
+    // affectd patch: the same table lookup, 16 values at a time (bit-identical to the loop
+    // below: same f32->f16 rounding, same table entries, same clamps). The gather reads the
+    // aligned 32-bit pair holding entry t, so it never reads outside the table.
+    {
+        const __m512  lo   = _mm512_set1_ps(-10.0f);
+        const __m512  hi   = _mm512_set1_ps( 10.0f);
+        const __m512i one  = _mm512_set1_epi32(1);
+        const __m512i mask16 = _mm512_set1_epi32(0xFFFF);
+        for (; i + 16 <= n; i += 16) {
+            const __m512 vx = _mm512_loadu_ps(x + i);
+            const __m512i t16 = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(vx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            const __m512i pair = _mm512_i32gather_epi32(_mm512_srli_epi32(t16, 1), (const void *) ggml_table_gelu_f16, 4);
+            const __m512i sh   = _mm512_slli_epi32(_mm512_and_si512(t16, one), 4);
+            const __m512i e    = _mm512_and_si512(_mm512_srlv_epi32(pair, sh), mask16);
+            __m512 vy = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(e));
+            vy = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vx, lo, _CMP_LE_OQ), vy, _mm512_setzero_ps());
+            vy = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vx, hi, _CMP_GE_OQ), vy, vx);
+            _mm512_storeu_ps(y + i, vy);
+        }
+    }
+#endif
+    for (; i < n; ++i) {
         if (x[i] <= -10.0f) {
             y[i] = 0.0f;
         } else if (x[i] >= 10.0f) {
@@ -1556,7 +1579,25 @@ inline static void ggml_vec_sum_bf16_ggf(const int n, float * s, const ggml_bf16
 inline static void ggml_vec_max_f32(const int n, float * s, const float * x) {
 #ifndef GGML_USE_ACCELERATE
     float max = -INFINITY;
-    for (int i = 0; i < n; ++i) {
+    int i = 0;
+#if defined(__AVX512F__)
+    // affectd patch: vectorised max (exact: max is order-independent; the compiler cannot
+    // vectorise the scalar loop below because of its NaN/signed-zero semantics)
+    if (n >= 64) {
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        for (; i + 64 <= n; i += 64) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i +  0));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+            m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + i + 32));
+            m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + i + 48));
+        }
+        for (; i + 16 <= n; i += 16) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+        }
+        max = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    }
+#endif
+    for (; i < n; ++i) {
         max = MAX(max, x[i]);
     }
     *s = max;

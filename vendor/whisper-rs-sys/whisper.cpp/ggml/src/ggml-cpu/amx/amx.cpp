@@ -149,7 +149,11 @@ class extra_buffer_type : ggml::cpu::extra_buffer_type {
         if (op->op == GGML_OP_MUL_MAT && is_contiguous_2d(op->src[0]) &&  // src0 must be contiguous
             is_contiguous_2d(op->src[1]) &&                               // src1 must be contiguous
             op->src[0]->buffer && op->src[0]->buffer->buft == ggml_backend_amx_buffer_type() &&
-            op->src[0]->ne[0] % (TILE_K * 2 * 32) == 0 && // TODO: not sure if correct (https://github.com/ggml-org/llama.cpp/pull/16315)
+            // affectd patch: q8_0 (TILE_K == QK8_0, one tile per block) needs whole blocks and at
+            // least two of them (with a single block, M > 1 gives wrong sums); checked against a
+            // double-precision reference for K = 64 ... 1536 and M = 1 ... 768
+            (op->src[0]->type == GGML_TYPE_Q8_0 ? op->src[0]->ne[0] % TILE_K == 0 && op->src[0]->ne[0] >= 2 * TILE_K
+                                                : op->src[0]->ne[0] % (TILE_K * 2 * 32) == 0) && // TODO: not sure if correct (https://github.com/ggml-org/llama.cpp/pull/16315)
             op->ne[0] % (TILE_N * 2) == 0 &&                              // out_features is 32x
             (qtype_has_amx_kernels(op->src[0]->type) || (op->src[0]->type == GGML_TYPE_F16))) {
             // src1 must be host buffer
