@@ -154,8 +154,8 @@ fn pointwise(model: &TypedModel, node: &TypedNode, isa: Isa) -> TractResult<Opti
     Ok(Some((bias.0, node.id, Box::new(op))))
 }
 
-/// Whether this CPU has a [`DirectConv`] kernel (and `AFFECTD_TRACT_CONV` does not ask for
-/// tract's convolutions instead).
+/// Whether this CPU has a [`DirectConv`] kernel (and `AFFECTD_TRACT_CONV` — set, not empty or
+/// `0` — does not ask for tract's convolutions instead).
 #[cfg(test)]
 pub(super) fn available() -> bool {
     Isa::detect().is_some()
@@ -177,7 +177,7 @@ impl Isa {
     fn detect() -> Option<Isa> {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("AFFECTD_TRACT_CONV").is_some() {
+            if std::env::var("AFFECTD_TRACT_CONV").is_ok_and(|v| !v.is_empty() && v != "0") {
                 return None;
             }
             if std::is_x86_feature_detected!("avx512f") {

@@ -237,8 +237,8 @@ pub fn load_plan(
     for (i, fact) in inputs(&model).into_iter().enumerate() {
         model = model.with_input_fact(i, fact).map_err(|e| err("input shape", e))?;
     }
-    // tract's into_optimized (typed → decluttered → optimised), with affectd's max pool and
-    // first-layer convolution put in between (see `ops`).
+    // tract's into_optimized (typed → decluttered → optimised), with affectd's max pool,
+    // first-layer convolution (see `ops`) and direct convolutions (see `direct`) put in between.
     let mut typed = model.into_typed().map_err(|e| err("cannot optimise", e))?;
     typed.declutter().map_err(|e| err("cannot optimise", e))?;
     ops::fast_max_pools(&mut typed).map_err(|e| err("cannot optimise", e))?;
