@@ -361,53 +361,39 @@ mod x86 {
         }
     }
 
-    /// [`blocks`] with 16-lane vectors (8 channels × 3 vectors), one tap.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_1(
-        op: &DirectConv,
-        xp: &[f32],
-        plane: usize,
-        positions: usize,
-        tmp: &mut [f32],
-    ) {
-        blocks::<Z, 8, 3, 1>(op, xp, plane, positions, tmp)
+    /// One `target_feature` entry point per instruction set and kernel size: [`blocks`] with
+    /// `$lanes` vectors, `$mb` output channels × 3 vectors per register block, `$taps` taps.
+    macro_rules! entry {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:ty, $mb:literal, $taps:literal) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name(
+                op: &DirectConv,
+                xp: &[f32],
+                plane: usize,
+                positions: usize,
+                tmp: &mut [f32],
+            ) {
+                blocks::<$lanes, $mb, 3, $taps>(op, xp, plane, positions, tmp)
+            }
+        };
     }
-
-    /// [`blocks`] with 16-lane vectors (8 channels × 3 vectors), nine taps.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512_3(
-        op: &DirectConv,
-        xp: &[f32],
-        plane: usize,
-        positions: usize,
-        tmp: &mut [f32],
-    ) {
-        blocks::<Z, 8, 3, 9>(op, xp, plane, positions, tmp)
-    }
-
-    /// [`blocks`] with 8-lane vectors (4 channels × 3 vectors), one tap.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_1(
-        op: &DirectConv,
-        xp: &[f32],
-        plane: usize,
-        positions: usize,
-        tmp: &mut [f32],
-    ) {
-        blocks::<Y, 4, 3, 1>(op, xp, plane, positions, tmp)
-    }
-
-    /// [`blocks`] with 8-lane vectors (4 channels × 3 vectors), nine taps.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2_3(
-        op: &DirectConv,
-        xp: &[f32],
-        plane: usize,
-        positions: usize,
-        tmp: &mut [f32],
-    ) {
-        blocks::<Y, 4, 3, 9>(op, xp, plane, positions, tmp)
-    }
+    entry!(
+        /// 16 lanes, 8 channels × 3 vectors, one tap (1×1).
+        avx512_1, "avx512f", Z, 8, 1
+    );
+    entry!(
+        /// 16 lanes, 8 channels × 3 vectors, nine taps (3×3).
+        avx512_3, "avx512f", Z, 8, 9
+    );
+    entry!(
+        /// 8 lanes, 4 channels × 3 vectors, one tap (1×1).
+        avx2_1, "avx2,fma", Y, 4, 1
+    );
+    entry!(
+        /// 8 lanes, 4 channels × 3 vectors, nine taps (3×3).
+        avx2_3, "avx2,fma", Y, 4, 9
+    );
 
     /// [`depthwise`] with 16-lane vectors, 4 at a time.
     #[target_feature(enable = "avx512f")]
