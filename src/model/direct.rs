@@ -289,15 +289,16 @@ impl DirectConv {
     /// `self.isa` must have been detected on this CPU; the sizes must be as `image` computes
     /// them (the kernel asserts them).
     unsafe fn blocks(&self, xp: &[f32], plane: usize, positions: usize, tmp: &mut [f32]) {
-        match (self.isa, self.k) {
+        // A match on `isa` alone: where it has no variants (not x86) this is an empty match.
+        match self.isa {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 1) => x86::avx512_1(self, xp, plane, positions, tmp),
+            Isa::Avx512 if self.k == 1 => x86::avx512_1(self, xp, plane, positions, tmp),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _) => x86::avx512_3(self, xp, plane, positions, tmp),
+            Isa::Avx512 => x86::avx512_3(self, xp, plane, positions, tmp),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 1) => x86::avx2_1(self, xp, plane, positions, tmp),
+            Isa::Avx2 if self.k == 1 => x86::avx2_1(self, xp, plane, positions, tmp),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _) => x86::avx2_3(self, xp, plane, positions, tmp),
+            Isa::Avx2 => x86::avx2_3(self, xp, plane, positions, tmp),
         }
     }
 }
