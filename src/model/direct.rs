@@ -321,49 +321,41 @@ mod x86 {
         unsafe fn store(p: *mut f32, v: Self::V);
     }
 
-    struct Z;
-    impl Lanes for Z {
-        type V = __m512;
-        const L: usize = 16;
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m512 {
-            _mm512_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m512 {
-            _mm512_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-            _mm512_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m512) {
-            _mm512_storeu_ps(p, v)
-        }
+    /// A [`Lanes`] over one vector type and its four intrinsics.
+    macro_rules! lanes {
+        ($(#[$doc:meta])* $name:ident, $v:ty, $l:literal, $splat:ident, $load:ident, $fma:ident, $store:ident) => {
+            $(#[$doc])*
+            struct $name;
+            impl Lanes for $name {
+                type V = $v;
+                const L: usize = $l;
+                #[inline(always)]
+                unsafe fn splat(v: f32) -> $v {
+                    $splat(v)
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> $v {
+                    $load(p)
+                }
+                #[inline(always)]
+                unsafe fn fma(a: $v, b: $v, c: $v) -> $v {
+                    $fma(a, b, c)
+                }
+                #[inline(always)]
+                unsafe fn store(p: *mut f32, v: $v) {
+                    $store(p, v)
+                }
+            }
+        };
     }
-
-    struct Y;
-    impl Lanes for Y {
-        type V = __m256;
-        const L: usize = 8;
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m256 {
-            _mm256_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m256 {
-            _mm256_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-            _mm256_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m256) {
-            _mm256_storeu_ps(p, v)
-        }
-    }
+    lanes!(
+        /// AVX-512: 16 lanes.
+        Z, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    );
+    lanes!(
+        /// AVX2 + FMA: 8 lanes.
+        Y, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    );
 
     /// One `target_feature` entry point per instruction set and kernel size: [`blocks`] with
     /// `$lanes` vectors, `$mb` output channels × 3 vectors per register block, `$taps` taps.
